@@ -1,0 +1,39 @@
+"""custseg: single customer view, behavioural segments, CLV and insights on Spark."""
+
+from setuptools import find_packages, setup
+
+# pyspark and delta-spark are a matched pair: delta-spark 4.0.1 is built for Spark 4.0
+# (Scala 2.13; JVM artifact io.delta:delta-spark_2.13:4.0.1). Splink's Spark UDF jar has
+# a build for Spark 4, which is why we are on 4.0 and not on 3.5.
+INSTALL_REQUIRES = [
+    "pyspark==4.0.1",
+    "delta-spark==4.0.1",
+    "mlflow==3.17.2",
+    "pydantic==2.14.3",
+    "PyYAML==6.0.3",
+    "pandas==2.3.3",  # pyspark 4.0 is not tested against pandas 3
+    "pyarrow==25.0.1",
+    "numpy==2.4.6",
+    "scipy==1.17.1",
+]
+
+DEV_REQUIRES = [
+    "pytest==9.2.0",
+    "chispa==0.12.0",
+    "ruff==0.17.6",
+    "mypy==2.4.1",
+    "types-PyYAML",
+    "deltalake==1.6.6",
+]
+
+setup(
+    name="custseg",
+    version="0.1.0",
+    description=__doc__,
+    package_dir={"": "src"},
+    packages=find_packages(where="src"),
+    package_data={"custseg": ["py.typed"]},
+    python_requires=">=3.11,<3.12",
+    install_requires=INSTALL_REQUIRES,
+    extras_require={"dev": DEV_REQUIRES},
+)

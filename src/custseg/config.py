@@ -1,0 +1,293 @@
+"""One typed, frozen configuration for every stage, loaded from YAML with overlays.
+
+A config file may name a base file with ``extends: other.yaml`` (relative to itself); the
+base is loaded first and the file's keys are merged over it. ``--set a.b.c=value``
+overrides are applied last; their values are parsed as YAML (``true``, ``3``, ``[1, 2]``).
+String values may reference environment variables as ``${NAME}`` so that secrets never
+live in ``conf/``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A config file, key or value is wrong; the message names the file and the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SparkConfig(_Section):
+    """How the SparkSession is built (see ``custseg.session``)."""
+
+    master: str | None = Field("local[*]", description="Spark master URL; null leaves it to spark-submit.")
+    app_name: str = "custseg"
+    driver_memory: str | None = Field(
+        "8g", description="Only effective when the session starts the JVM (local mode)."
+    )
+    shuffle_partitions: int = Field(8, ge=1)
+    ui_enabled: bool = True
+    checkpoint_dir: str = "./data/checkpoints"
+    jars_dir: str | None = Field(
+        None,
+        description="Folder of Delta jars (from `make jars-mvn`) used instead of resolving "
+        "io.delta:delta-spark from Maven Central with Ivy.",
+    )
+    resolve_delta_package: bool = Field(
+        True,
+        description="Add io.delta:delta-spark to spark.jars.packages (the delta-spark pip "
+        "way). Turn off when the cluster already ships Delta or spark-submit adds it.",
+    )
+    conf: dict[str, str] = Field(default_factory=dict, description="Extra Spark conf.")
+
+
+class StorageConfig(_Section):
+    """Where Delta tables live: ``<warehouse>/<layer>/<table>``."""
+
+    warehouse: str = "./data/warehouse"
+
+
+class TrackingConfig(_Section):
+    """MLflow tracking store and experiment."""
+
+    uri: str = "sqlite:///data/mlflow.db"
+    experiment: str = "custseg"
+    artifact_location: str | None = Field(
+        "./data/mlartifacts", description="Artifact root for a new experiment."
+    )
+    enabled: bool = True
+
+
+class RunConfig(_Section):
+    """Settings shared by all stages."""
+
+    seed: int = Field(42, description="Seed for every random step.")
+    currency: str = "GBP"
+
+
+class BadInputConfig(_Section):
+    """Deliberately malformed rows the generator injects for ingest to catch."""
+
+    enabled: bool = False
+    rate: float = Field(0.002, ge=0.0, le=0.2, description="Share of rows corrupted per file.")
+
+
+class NoiseConfig(_Section):
+    """Rates of realistic noise in identity records (per record, independently)."""
+
+    typo: float = Field(0.06, ge=0, le=1)
+    nickname: float = Field(0.08, ge=0, le=1)
+    swap_names: float = Field(0.02, ge=0, le=1)
+    missing_field: float = Field(0.10, ge=0, le=1)
+    email_variant: float = Field(0.15, ge=0, le=1)
+    phone_format: float = Field(0.5, ge=0, le=1)
+    moved: float = Field(0.05, ge=0, le=1)
+    dob_swap: float = Field(0.02, ge=0, le=1)
+    placeholder: float = Field(0.01, ge=0, le=1)
+    household_share: float = Field(0.03, ge=0, le=1)
+    shared_device: float = Field(0.01, ge=0, le=1)
+    common_name: float = Field(0.02, ge=0, le=1)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {"n_people": 2_000, "partitions": 4},
+    "small": {"n_people": 50_000, "partitions": 8},
+    "reference": {"n_people": 480_000, "partitions": 32},
+}
+
+
+class GenerateConfig(_Section):
+    """The synthetic customer world (``custseg.generate``)."""
+
+    preset: Literal["tiny", "small", "reference", "custom"] = "small"
+    n_people: int | None = Field(None, ge=10, description="People to draw; null takes the preset's size.")
+    partitions: int | None = Field(None, ge=1, description="Output partitions; null = preset.")
+    end_date: date = Field(date(2026, 10, 31), description="Last day of the 3-year history.")
+    years: int = Field(3, ge=1, le=10)
+    records_per_person: float = Field(2.5, ge=1.0, le=6.0)
+    bot_share: float = Field(0.003, ge=0.0, le=0.05)
+    anonymous_touch_share: float = Field(0.15, ge=0.0, le=1.0)
+    output_dir: str = "./data/generated"
+    noise: NoiseConfig = NoiseConfig()
+    bad_input: BadInputConfig = BadInputConfig()
+
+    @property
+    def resolved_n_people(self) -> int:
+        if self.n_people is not None:
+            return self.n_people
+        if self.preset == "custom":
+            raise ConfigError("generate.n_people: required when generate.preset is 'custom'")
+        return int(PRESETS[self.preset]["n_people"])
+
+    @property
+    def resolved_partitions(self) -> int:
+        if self.partitions is not None:
+            return self.partitions
+        return int(PRESETS.get(self.preset, PRESETS["small"])["partitions"])
+
+
+class Config(_Section):
+    """The whole configuration."""
+
+    spark: SparkConfig = SparkConfig()
+    storage: StorageConfig = StorageConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    run: RunConfig = RunConfig()
+    generate: GenerateConfig = GenerateConfig()
+
+    @model_validator(mode="after")
+    def _check_invariants(self) -> Config:
+        if self.generate.preset == "custom" and self.generate.n_people is None:
+            raise ValueError("generate.n_people is required when generate.preset is 'custom'")
+        return self
+
+    def flat(self) -> dict[str, Any]:
+        """The config as ``{"a.b.c": value}``, for MLflow params."""
+        return flatten(self.model_dump(mode="json"))
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested mappings into dotted keys."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, f"{dotted}."))
+        else:
+            out[dotted] = value
+    return out
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand_env(value: Any, source: str, key: str) -> Any:
+    if isinstance(value, str):
+
+        def repl(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                raise ConfigError(f"{source}: key '{key}': environment variable ${{{name}}} is not set")
+            return os.environ[name]
+
+        return _ENV_REF.sub(repl, value)
+    if isinstance(value, dict):
+        return {k: _expand_env(v, source, f"{key}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, source, key) for v in value]
+    return value
+
+
+def _read_yaml(path: Path, chain: Sequence[Path] = ()) -> list[tuple[str, dict[str, Any]]]:
+    """The file and its ``extends`` ancestors as (source, mapping), base first."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    if path.resolve() in [p.resolve() for p in chain]:
+        raise ConfigError(f"{path}: 'extends' forms a cycle")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    base = data.pop("extends", None)
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if base is not None:
+        layers.extend(_read_yaml(path.parent / str(base), [*chain, path]))
+    layers.append((str(path), data))
+    return layers
+
+
+def _merge(
+    target: dict[str, Any],
+    layer: Mapping[str, Any],
+    source: str,
+    provenance: dict[str, str],
+    prefix: str = "",
+) -> None:
+    for key, value in layer.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            _merge(target[key], value, source, provenance, f"{dotted}.")
+        else:
+            target[key] = _expand_env(value, source, dotted)
+        provenance[dotted] = source
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. spark.master=local[2]")
+    key, raw = text.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"--set {text!r}: empty key segment in {key!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return parts, value
+
+
+def _describe_error(err: Mapping[str, Any], provenance: Mapping[str, str], default: str) -> str:
+    loc = ".".join(str(p) for p in err["loc"])
+    source = default
+    # The most specific key (or its nearest parent) that a file or override set.
+    parts = loc.split(".")
+    for i in range(len(parts), 0, -1):
+        if ".".join(parts[:i]) in provenance:
+            source = provenance[".".join(parts[:i])]
+            break
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return f"{source}: unknown key '{loc}'"
+    got = err.get("input")
+    return f"{source}: key '{loc}': {err['msg']} (got {got!r})"
+
+
+def load_config(path: str | os.PathLike[str] | None = None, overrides: Iterable[str] = ()) -> Config:
+    """Load and validate the config.
+
+    Args:
+        path: a YAML file (its ``extends`` chain is followed); None gives the built-in
+            defaults, which equal ``conf/local.yaml``.
+        overrides: ``a.b.c=value`` strings applied last.
+
+    Returns:
+        The frozen, validated ``Config``.
+
+    Raises:
+        ConfigError: naming the file (or ``--set``), the key and what was expected.
+    """
+    merged: dict[str, Any] = {}
+    provenance: dict[str, str] = {}
+    layers = _read_yaml(Path(path)) if path is not None else []
+    for source, layer in layers:
+        _merge(merged, layer, source, provenance)
+    for text in overrides:
+        parts, value = _parse_override(text)
+        node = merged
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        node[parts[-1]] = value
+        provenance[".".join(parts)] = f"--set {text}"
+    default_source = layers[-1][0] if layers else "defaults"
+    try:
+        return Config.model_validate(merged)
+    except ValidationError as exc:
+        messages = [_describe_error(e, provenance, default_source) for e in exc.errors()]
+        raise ConfigError("; ".join(messages)) from None

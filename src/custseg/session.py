@@ -1,0 +1,107 @@
+"""The one place a SparkSession is built: Delta extension, UTC, AQE, checkpoints."""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import sys
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from custseg.config import SparkConfig
+
+log = logging.getLogger(__name__)
+
+DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
+DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+
+
+def delta_package() -> str:
+    """The Maven coordinate of the Delta jar matching the installed delta-spark."""
+    from importlib.metadata import version
+
+    return f"io.delta:delta-spark_2.13:{version('delta-spark')}"
+
+
+def _local_jars(jars_dir: str) -> list[str]:
+    jars = sorted(glob.glob(os.path.join(jars_dir, "*.jar")))
+    if not jars:
+        raise FileNotFoundError(
+            f"spark.jars_dir {jars_dir!r} has no .jar files; run `make jars-mvn` to fill it"
+        )
+    return jars
+
+
+def build_session(cfg: SparkConfig, extra_jars: list[str] | None = None) -> SparkSession:
+    """Build (or return the running) SparkSession for custseg.
+
+    Delta's jars come from ``cfg.jars_dir`` when set, else from Maven Central through
+    ``spark.jars.packages`` (cached by Ivy after the first run), unless
+    ``cfg.resolve_delta_package`` is off because spark-submit or the platform adds them.
+
+    Args:
+        cfg: the ``spark`` section of the config.
+        extra_jars: more local jars for ``spark.jars`` (e.g. Splink's UDFs).
+
+    Returns:
+        The session, with UTC time zone, adaptive execution and the checkpoint dir set.
+    """
+    builder = SparkSession.builder.appName(cfg.app_name)
+    if cfg.master:
+        builder = builder.master(cfg.master)
+    jars = list(extra_jars or [])
+    # CUSTSEG_JARS_DIR is where `make jars-mvn` puts Delta's jars on a machine whose
+    # Ivy cannot reach Maven Central; the config key wins when both are set.
+    jars_dir = cfg.jars_dir or os.environ.get("CUSTSEG_JARS_DIR")
+    if jars_dir:
+        jars.extend(_local_jars(jars_dir))
+    elif cfg.resolve_delta_package:
+        builder = builder.config("spark.jars.packages", delta_package())
+    if jars:
+        builder = builder.config("spark.jars", ",".join(jars))
+    settings = {
+        "spark.sql.extensions": DELTA_EXTENSION,
+        "spark.sql.catalog.spark_catalog": DELTA_CATALOG,
+        "spark.sql.session.timeZone": "UTC",
+        "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
+        "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
+        "spark.sql.adaptive.enabled": "true",
+        "spark.sql.shuffle.partitions": str(cfg.shuffle_partitions),
+        "spark.ui.enabled": str(cfg.ui_enabled).lower(),
+        "spark.databricks.delta.snapshotPartitions": str(max(1, cfg.shuffle_partitions)),
+    }
+    # Python workers run the driver's interpreter (the venv with pandas and scipy)
+    # unless spark-submit or the environment chose one; pyspark reads only the variable.
+    if not os.environ.get("PYSPARK_PYTHON"):
+        os.environ["PYSPARK_PYTHON"] = sys.executable
+    if cfg.driver_memory:
+        settings["spark.driver.memory"] = cfg.driver_memory
+    settings.update(cfg.conf)
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    if "://" not in cfg.checkpoint_dir:
+        Path(cfg.checkpoint_dir).mkdir(parents=True, exist_ok=True)
+    spark.sparkContext.setCheckpointDir(cfg.checkpoint_dir)
+    log.info("Spark %s session %s on %s", spark.version, cfg.app_name, spark.sparkContext.master)
+    return spark
+
+
+def main() -> None:
+    """Warm the Delta jar cache: start a session once and write a Delta table."""
+    import tempfile
+
+    from custseg.config import load_config
+
+    cfg = load_config(os.environ.get("CUSTSEG_CONF") or None).spark
+    spark = build_session(cfg.model_copy(update={"master": "local[1]", "ui_enabled": False}))
+    with tempfile.TemporaryDirectory() as tmp:
+        spark.range(1).write.format("delta").save(os.path.join(tmp, "warm"))
+    spark.stop()
+    print(f"Delta jars ready ({delta_package()})")  # noqa: T201 - command-line output
+
+
+if __name__ == "__main__":
+    main()

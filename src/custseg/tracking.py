@@ -1,0 +1,183 @@
+"""The only code that talks to MLflow.
+
+A custseg run id names one pipeline run. It maps to one parent MLflow run (tag
+``custseg.run_id``); every stage is a nested run under it. Running a stage again with the
+same run id resumes that parent, so a rerun sits beside the earlier attempt in the UI.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import secrets
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+from custseg.config import Config
+
+log = logging.getLogger(__name__)
+
+RUN_TAG = "custseg.run_id"
+STAGE_TAG = "custseg.stage"
+_PACKAGES = ("custseg", "pyspark", "delta-spark", "mlflow", "pydantic", "pandas", "numpy")
+_MAX_PARAM_LEN = 6000
+
+
+def new_run_id() -> str:
+    """A fresh run id: UTC time plus a random suffix (not data, so randomness is fine)."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages a run depends on, plus Python."""
+    out = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+@dataclass
+class StageRun:
+    """Handle for the current stage: its run id and where to log."""
+
+    id: str
+    stage: str
+    mlflow_run_id: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Log numeric metrics to the stage run (kept locally too)."""
+        clean = {k: float(v) for k, v in metrics.items()}
+        self.metrics.update(clean)
+        if self.mlflow_run_id:
+            mlflow.log_metrics(clean, step=step)
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Log parameters to the stage run."""
+        if self.mlflow_run_id:
+            mlflow.log_params({k: _param(v) for k, v in params.items()})
+
+    def log_dict(self, data: Any, artifact_file: str) -> None:
+        """Log a JSON or YAML artifact."""
+        if self.mlflow_run_id:
+            mlflow.log_dict(data, artifact_file)
+
+    def log_artifact(self, path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
+        """Log a local file as an artifact."""
+        if self.mlflow_run_id:
+            mlflow.log_artifact(str(path), artifact_path)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Tag the stage run."""
+        if self.mlflow_run_id:
+            mlflow.set_tags({k: str(v) for k, v in tags.items()})
+
+
+def _param(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= _MAX_PARAM_LEN else text[: _MAX_PARAM_LEN - 3] + "..."
+
+
+def _experiment_id(cfg: Config) -> str:
+    tracking = cfg.tracking
+    if tracking.uri.startswith("sqlite:///"):
+        Path(tracking.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(tracking.uri)
+    experiment = mlflow.get_experiment_by_name(tracking.experiment)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    location = tracking.artifact_location
+    if location and "://" not in location:
+        location = Path(location).resolve().as_uri()
+    return str(mlflow.create_experiment(tracking.experiment, artifact_location=location))
+
+
+def find_parent_run(cfg: Config, run_id: str) -> Run | None:
+    """The parent MLflow run of a custseg run id, or None."""
+    experiment_id = _experiment_id(cfg)
+    runs = MlflowClient().search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{RUN_TAG}` = '{run_id}' and tags.`{STAGE_TAG}` = 'pipeline'",
+        max_results=1,
+    )
+    return runs[0] if runs else None
+
+
+def _log_run_params(cfg: Config, existing: Mapping[str, str]) -> None:
+    params = {f"config.{k}": _param(v) for k, v in cfg.flat().items()}
+    params.update({f"version.{k}": v for k, v in package_versions().items()})
+    fresh = {k: v for k, v in params.items() if k not in existing}
+    changed = sorted(k for k, v in params.items() if k in existing and existing[k] != v)
+    if changed:
+        log.warning("config differs from the earlier attempt of this run in %s", changed)
+    if fresh:
+        mlflow.log_params(fresh)
+
+
+@contextmanager
+def pipeline_run(cfg: Config, stage: str, run_id: str | None = None) -> Iterator[StageRun]:
+    """Open the stage's nested MLflow run under the pipeline's parent run.
+
+    The parent is the active run when it carries the same run id (``jobs/pipeline.py``),
+    else the earlier parent of this run id, else a new one. A stage that raises is
+    recorded FAILED (and its parent with it when this call opened the parent), and the
+    exception propagates.
+    """
+    run_id = run_id or new_run_id()
+    if not cfg.tracking.enabled:
+        yield StageRun(id=run_id, stage=stage)
+        return
+    with ExitStack() as stack:
+        active = mlflow.active_run()
+        if active is None or active.data.tags.get(RUN_TAG) != run_id:
+            stack.enter_context(pipeline_parent(cfg, run_id))
+        started = time.perf_counter()
+        parent = mlflow.active_run()
+        assert parent is not None
+        with mlflow.start_run(
+            experiment_id=parent.info.experiment_id,
+            run_name=stage,
+            nested=True,
+            tags={RUN_TAG: run_id, STAGE_TAG: stage},
+        ) as child:
+            handle = StageRun(id=run_id, stage=stage, mlflow_run_id=child.info.run_id)
+            log.info("stage %s started (run %s)", stage, run_id)
+            yield handle
+            elapsed = time.perf_counter() - started
+            mlflow.log_metric("stage_seconds", elapsed)
+            log.info("stage %s finished in %.1f s", stage, elapsed)
+
+
+@contextmanager
+def pipeline_parent(cfg: Config, run_id: str) -> Iterator[str]:
+    """Open (or resume) the parent MLflow run of ``run_id``; yields its MLflow id."""
+    experiment_id = _experiment_id(cfg)
+    parent = find_parent_run(cfg, run_id)
+    if parent is not None:
+        ctx = mlflow.start_run(run_id=parent.info.run_id)
+        existing = dict(parent.data.params)
+    else:
+        ctx = mlflow.start_run(
+            experiment_id=experiment_id,
+            run_name=f"pipeline {run_id}",
+            tags={RUN_TAG: run_id, STAGE_TAG: "pipeline"},
+        )
+        existing = {}
+    with ctx as run:
+        _log_run_params(cfg, existing)
+        mlflow.log_dict(cfg.model_dump(mode="json"), "config.yaml")
+        yield run.info.run_id

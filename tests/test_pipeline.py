@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+from pyspark.sql import SparkSession
+
+from custseg.config import Config
+from custseg.pipeline import run_pipeline, select_stages, stage_names
+from custseg.tracking import RUN_TAG, STAGE_TAG
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_select_stages() -> None:
+    assert stage_names()[0] == "generate"
+    assert select_stages() == stage_names()
+    assert select_stages(["generate"]) == ["generate"]
+    assert select_stages(from_stage="generate") == stage_names()
+    with pytest.raises(ValueError, match=r"unknown stage 'segmnt'; registered stages: \['generate'"):
+        select_stages(["segmnt"])
+
+
+def test_pipeline_runs_generate_under_one_run_id(spark: SparkSession, cfg: Config) -> None:
+    small = cfg.model_copy(
+        update={"generate": cfg.generate.model_copy(update={"n_people": 120, "partitions": 2})}
+    )
+    run_id = run_pipeline(small, stages=["generate"], run_id="pipe-1")
+    assert run_id == "pipe-1"
+    people = pd.read_parquet(Path(small.generate.output_dir) / "truth" / "people")
+    assert len(people) == 120
+    mlflow.set_tracking_uri(small.tracking.uri)
+    experiment = mlflow.get_experiment_by_name(small.tracking.experiment)
+    assert experiment is not None
+    runs = MlflowClient().search_runs(
+        [experiment.experiment_id], filter_string=f"tags.`{RUN_TAG}` = 'pipe-1'"
+    )
+    by_stage = {r.data.tags[STAGE_TAG]: r for r in runs}
+    assert set(by_stage) == {"pipeline", "generate"}
+    metrics = by_stage["generate"].data.metrics
+    assert metrics["rows.truth.people"] == 120
+    assert metrics["rows.transactions"] > 0
+
+
+def test_spark_submit_runs_a_job_in_local_mode(tmp_path: Path) -> None:
+    """The real spark-submit (a fresh JVM and driver) runs jobs/generate.py end to end."""
+    out = tmp_path / "generated"
+    result = subprocess.run(
+        [
+            str(ROOT / "spark-submit.sh"),
+            "jobs/generate.py",
+            "--master",
+            "local[1]",
+            "--conf",
+            str(ROOT / "conf" / "test.yaml"),
+            "--set",
+            "generate.n_people=80",
+            "--set",
+            "generate.partitions=2",
+            "--set",
+            f"generate.output_dir={out}",
+            "--set",
+            f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
+            "--set",
+            f"tracking.artifact_location={tmp_path / 'artifacts'}",
+            "--set",
+            f"spark.checkpoint_dir={tmp_path / 'ckpt'}",
+            "--run-id",
+            "submit-1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ},
+    )
+    # spark-submit runs the Python driver as a child and forwards its stderr to stdout.
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert len(pd.read_parquet(out / "truth" / "people")) == 80
+    assert "stage generate finished" in output
+    # The job ran on spark-submit's master and app name, not the config's.
+    assert "session custseg on local[1]" in output
