@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from pyspark.sql import SparkSession
 
 from custseg.config import Config, load_config
+from custseg.generate import generate_world, write_world
 from custseg.session import build_session
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,6 +39,39 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
     logging.getLogger("py4j").setLevel(logging.WARNING)
     yield session
     session.stop()
+
+
+BAD_RATE = 0.03
+
+
+@dataclass
+class Tiny:
+    """The tiny preset written with bad input on (shared by generator and ingest tests)."""
+
+    cfg: Config
+    root: Path
+    counts: dict[str, int]
+    people: pd.DataFrame  # latent persons with their true names, from the drawn DataFrame
+
+
+@pytest.fixture(scope="session")
+def tiny(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Tiny:
+    tmp = tmp_path_factory.mktemp("tiny")
+    cfg = load_config(
+        TEST_CONF,
+        overrides=[
+            *temp_overrides(tmp),
+            "generate.bad_input.enabled=true",
+            f"generate.bad_input.rate={BAD_RATE}",
+            "ingest.as_of=2026-11-01",
+        ],
+    )
+    world = generate_world(spark, cfg.generate, seed=cfg.run.seed)
+    counts = write_world(spark, world, cfg.generate, seed=cfg.run.seed)
+    people = world.people.select(
+        "person_id", "segment", "first_name", "nickname", "last_name", "email", "is_household"
+    ).toPandas()
+    return Tiny(cfg=cfg, root=Path(cfg.generate.output_dir), counts=counts, people=people)
 
 
 @pytest.fixture

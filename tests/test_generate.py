@@ -11,7 +11,6 @@ import csv
 import io
 import json
 import math
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -19,90 +18,18 @@ import pandas as pd
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
-from custseg.config import Config, load_config
+from custseg.config import Config
 from custseg.generate import generate_world, write_world
 from custseg.generate.corrupt import ORPHAN_PREFIX, UNKNOWN_SYSTEM
 from custseg.generate.spec import PLACEHOLDERS, SEGMENTS
 
-from .conftest import TEST_CONF, temp_overrides
-
-BAD_RATE = 0.03
-
-
-@dataclass
-class Tiny:
-    cfg: Config
-    root: Path
-    counts: dict[str, int]
-    people: pd.DataFrame  # latent persons with their true names, from the drawn DataFrame
+from .conftest import Tiny
+from .files import csv_files, identity_records, manifest, parquet, raw
 
 
 def within(observed: float, expected: float, n: int, sds: float = 4.0) -> bool:
     sd = math.sqrt(max(expected * (1 - expected), 1e-12) / n)
     return abs(observed - expected) <= sds * sd
-
-
-@pytest.fixture(scope="module")
-def tiny(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Tiny:
-    tmp = tmp_path_factory.mktemp("tiny")
-    cfg = load_config(
-        TEST_CONF,
-        overrides=[
-            *temp_overrides(tmp),
-            "generate.bad_input.enabled=true",
-            f"generate.bad_input.rate={BAD_RATE}",
-        ],
-    )
-    world = generate_world(spark, cfg.generate, seed=cfg.run.seed)
-    counts = write_world(spark, world, cfg.generate, seed=cfg.run.seed)
-    people = world.people.select(
-        "person_id", "segment", "first_name", "nickname", "last_name", "email", "is_household"
-    ).toPandas()
-    return Tiny(cfg=cfg, root=Path(cfg.generate.output_dir), counts=counts, people=people)
-
-
-def raw(tiny: Tiny, *parts: str) -> Path:
-    return tiny.root.joinpath("raw", *parts)
-
-
-def parquet(path: Path) -> pd.DataFrame:
-    return pd.read_parquet(path)
-
-
-def json_lines(folder: Path, pattern: str = "part-0*.json") -> pd.DataFrame:
-    rows = [json.loads(line) for f in sorted(folder.glob(pattern)) for line in f.read_text().splitlines()]
-    return pd.DataFrame(rows)
-
-
-def csv_files(folder: Path, pattern: str = "part-0*.csv") -> pd.DataFrame:
-    frames = [
-        pd.read_csv(f, dtype=str, keep_default_na=False, na_values=[""]) for f in sorted(folder.glob(pattern))
-    ]
-    return pd.concat(frames, ignore_index=True)
-
-
-def manifest(tiny: Tiny, table: str | None = None) -> pd.DataFrame:
-    m = parquet(tiny.root / "truth" / "bad_input_manifest")
-    return m if table is None else m[m["table"] == table]
-
-
-def identity_records(tiny: Tiny) -> pd.DataFrame:
-    """All clean-file identity records in contract columns."""
-    web = parquet(raw(tiny, "identity_records", "web"))
-    app = json_lines(raw(tiny, "identity_records", "app"))
-    cc = csv_files(raw(tiny, "identity_records", "call_centre")).rename(
-        columns={
-            "CustRef": "source_id",
-            "Forename": "first_name",
-            "Surname": "last_name",
-            "Email Address": "email",
-            "Tel": "phone",
-            "DOB": "date_of_birth",
-        }
-    )
-    cc["source_system"] = "call_centre"
-    cols = ["source_system", "source_id", "first_name", "last_name", "email", "phone"]
-    return pd.concat([web[cols], app[cols], cc[cols]], ignore_index=True)
 
 
 # ---------------------------------------------------------------- determinism

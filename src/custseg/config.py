@@ -137,6 +137,140 @@ class GenerateConfig(_Section):
         return int(PRESETS.get(self.preset, PRESETS["small"])["partitions"])
 
 
+class SourceConfig(_Section):
+    """One raw source of a contract table.
+
+    Every contract column must come from the source (under its own name, or renamed by
+    ``columns``), from ``constants``, or be listed in ``missing_ok``; anything else is
+    schema drift and stops the job before a write.
+    """
+
+    name: str = Field(description="Short name, used in quarantine rows and metrics.")
+    format: Literal["csv", "json", "parquet", "delta", "jdbc"]
+    path: str | None = Field(None, description="File or folder, relative to ingest.raw_dir.")
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="Source column -> contract column renames."
+    )
+    constants: dict[str, str] = Field(
+        default_factory=dict, description="Contract column -> constant (e.g. source_system)."
+    )
+    missing_ok: list[str] = Field(
+        default_factory=list, description="Contract columns this source does not have (null)."
+    )
+    date_format: str | None = Field(None, description="Spark datetime pattern of date columns.")
+    timestamp_format: str | None = Field(None, description="Pattern of timestamp columns.")
+    timezone: str = Field("UTC", description="Zone of zone-less timestamps in this source.")
+    options: dict[str, str] = Field(default_factory=dict, description="Extra reader options.")
+    jdbc_url: str | None = None
+    jdbc_table: str | None = None
+    jdbc_user_env: str | None = Field(None, description="Environment variable with the user.")
+    jdbc_password_env: str | None = Field(None, description="Environment variable with the password.")
+
+    @model_validator(mode="after")
+    def _check_location(self) -> SourceConfig:
+        if self.format == "jdbc":
+            if not (self.jdbc_url and self.jdbc_table):
+                raise ValueError(f"source {self.name!r}: jdbc needs jdbc_url and jdbc_table")
+        elif not self.path:
+            raise ValueError(f"source {self.name!r}: {self.format} needs a path")
+        return self
+
+
+CALL_CENTRE_COLUMNS = {
+    "CustRef": "source_id",
+    "Forename": "first_name",
+    "Surname": "last_name",
+    "Email Address": "email",
+    "Tel": "phone",
+    "DOB": "date_of_birth",
+    "Post Code": "postcode",
+    "Address": "address",
+    "Acct No": "account_number",
+    "Created": "created_at",
+    "Last Updated": "updated_at",
+}
+
+
+def _generated_sources() -> dict[str, list[SourceConfig]]:
+    """Sources of the generator's raw files (``generate.output_dir``/raw)."""
+    return {
+        "identity_records": [
+            SourceConfig(name="web", format="parquet", path="identity_records/web"),
+            SourceConfig(name="app", format="json", path="identity_records/app"),
+            SourceConfig(
+                name="call_centre",
+                format="csv",
+                path="identity_records/call_centre",
+                columns=dict(CALL_CENTRE_COLUMNS),
+                constants={"source_system": "call_centre"},
+                missing_ok=["device_id"],
+                date_format="dd/MM/yyyy",
+                timestamp_format="dd/MM/yyyy HH:mm:ss",
+            ),
+        ],
+        "transactions": [SourceConfig(name="transactions", format="parquet", path="transactions")],
+        "support_contacts": [
+            SourceConfig(
+                name="support_contacts",
+                format="csv",
+                path="support_contacts",
+                timestamp_format="yyyy-MM-dd HH:mm:ss",
+            )
+        ],
+        "product_usage": [SourceConfig(name="product_usage", format="parquet", path="product_usage")],
+        "marketing_touches": [
+            SourceConfig(name="marketing_touches", format="json", path="marketing_touches")
+        ],
+        "customer_attributes": [
+            SourceConfig(name="customer_attributes", format="parquet", path="customer_attributes")
+        ],
+    }
+
+
+class IngestConfig(_Section):
+    """Stage ``ingest``: raw sources -> bronze tables + bronze.quarantine."""
+
+    raw_dir: str | None = Field(
+        None, description="Base of relative source paths; null = <generate.output_dir>/raw."
+    )
+    sources: dict[str, list[SourceConfig]] = Field(default_factory=_generated_sources)
+    known_source_systems: list[str] = Field(default_factory=lambda: ["web", "app", "call_centre"])
+    ts_min: date = Field(date(2000, 1, 1), description="Earliest plausible event time.")
+    as_of: date | None = Field(
+        None, description="Latest plausible event date (inclusive); null = today (UTC)."
+    )
+    amount_max: float = Field(1_000_000.0, gt=0, description="Largest plausible |amount|.")
+    refund_id_pattern: str = Field(
+        "^R", description="Regex on transaction_id marking refunds (the only negative amounts)."
+    )
+
+    @model_validator(mode="after")
+    def _check_tables(self) -> IngestConfig:
+        from custseg.ingest.contract import CONTRACTS
+
+        for table, sources in self.sources.items():
+            if table not in CONTRACTS:
+                raise ValueError(f"ingest.sources: unknown table {table!r}; tables: {sorted(CONTRACTS)}")
+            names = [s.name for s in sources]
+            if len(set(names)) != len(names):
+                raise ValueError(f"ingest.sources.{table}: source names must be unique, got {names}")
+            contract = CONTRACTS[table]
+            for src in sources:
+                for target in [*src.columns.values(), *src.constants, *src.missing_ok]:
+                    if target not in contract.names:
+                        raise ValueError(
+                            f"ingest.sources.{table}[{src.name}]: {target!r} is not a column of "
+                            f"the {table} contract {contract.names}"
+                        )
+                for col in src.missing_ok:
+                    if contract.column(col).required:
+                        raise ValueError(
+                            f"ingest.sources.{table}[{src.name}]: required column {col!r} "
+                            "cannot be missing_ok"
+                        )
+        return self
+
+
 class Config(_Section):
     """The whole configuration."""
 
@@ -145,6 +279,7 @@ class Config(_Section):
     tracking: TrackingConfig = TrackingConfig()
     run: RunConfig = RunConfig()
     generate: GenerateConfig = GenerateConfig()
+    ingest: IngestConfig = IngestConfig()
 
     @model_validator(mode="after")
     def _check_invariants(self) -> Config:

@@ -36,8 +36,9 @@ StageFn = Callable[[StageContext], None]
 
 def _registry() -> dict[str, StageFn]:
     from custseg.generate.job import run_generate
+    from custseg.ingest.job import run_ingest
 
-    return {"generate": run_generate}
+    return {"generate": run_generate, "ingest": run_ingest}
 
 
 def stage_names() -> list[str]:

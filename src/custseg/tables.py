@@ -107,12 +107,19 @@ class TableStore:
         writer.save(path)
         log.info("wrote %s (%s) at version %d", name, mode, self.latest_version(name))
 
-    def merge(self, df: DataFrame, name: str, keys: Sequence[str]) -> None:
+    def merge(
+        self,
+        df: DataFrame,
+        name: str,
+        keys: Sequence[str],
+        when_matched: Literal["update", "ignore"] = "update",
+    ) -> None:
         """Upsert ``df`` into the table on ``keys`` in one Delta MERGE commit.
 
-        Matching rows are updated, new rows inserted; the table is created from ``df`` when
-        it does not exist yet. Duplicate keys within ``df`` are an error (MERGE would be
-        ambiguous).
+        New rows are inserted; matching rows are updated (``when_matched="update"``) or
+        left as they are (``"ignore"``: insert-only, so a re-sent row adds nothing). The
+        table is created from ``df`` when it does not exist yet. Duplicate keys within
+        ``df`` are an error (MERGE would be ambiguous).
         """
         if not keys:
             raise ValueError("merge needs at least one key column")
@@ -128,14 +135,11 @@ class TableStore:
             condition = term if condition is None else condition & term
         assert condition is not None
         target = DeltaTable.forPath(self.spark, self.path(name))
+        builder = target.alias("t").merge(df.alias("s"), condition)
+        if when_matched == "update":
+            builder = builder.whenMatchedUpdateAll()
         with self._commit_metadata():
-            (
-                target.alias("t")
-                .merge(df.alias("s"), condition)
-                .whenMatchedUpdateAll()
-                .whenNotMatchedInsertAll()
-                .execute()
-            )
+            builder.whenNotMatchedInsertAll().execute()
         log.info("merged into %s at version %d", name, self.latest_version(name))
 
     @contextmanager

@@ -41,6 +41,7 @@ class TableDamage:
     copies: Sequence[str] = ()  # "exact_duplicate", "duplicate_id"
     duplicate_change: Mapping[str, Column] | None = None
     bad_file: Sequence[str] = ()
+    eligible: Mapping[str, Column] | None = None  # kind -> rows it can apply to
 
 
 def _kind_column(seed: int, table: str, kinds: Sequence[str], rate: float, row_key: Column) -> Column:
@@ -64,12 +65,10 @@ def damage(
     the clean schema plus ``_damage``; ``custseg.generate.job`` renders them as text.
     """
     kinds = [*spec.inline, *spec.copies, *spec.bad_file]
-    marked = df.withColumns(
-        {
-            "_damage": _kind_column(seed, spec.table, kinds, rate, row_key),
-            "_key": spec.key,
-        }
-    )
+    kind_col = _kind_column(seed, spec.table, kinds, rate, row_key)
+    for name, condition in (spec.eligible or {}).items():
+        kind_col = F.when((kind_col == name) & ~condition, F.lit(None).cast("string")).otherwise(kind_col)
+    marked = df.withColumn("_damage", kind_col)
     kind = F.col("_damage")
     copies = list(spec.copies)
     copy_no = F.explode(
@@ -89,12 +88,15 @@ def damage(
         if spec.duplicate_change and c in spec.duplicate_change:
             expr = F.when(second_changed, spec.duplicate_change[c]).otherwise(expr)
         out_cols.append(expr.alias(c))
-    out = normal.select(*out_cols)
+    damaged = normal.select(*out_cols, "_damage", "_copy")
+    out = damaged.drop("_damage", "_copy")
     bad = marked.where(is_bad_file)
-    manifest = marked.where(kind.isNotNull()).select(
-        F.lit(spec.table).alias("table"), kind.alias("kind"), F.col("_key").alias("key")
+    # Keys of inline damage are taken after it (a changed date is part of a usage key).
+    manifest_inline = damaged.where(kind.isNotNull() & (F.col("_copy") == 0)).select(
+        F.lit(spec.table).alias("table"), kind.alias("kind"), spec.key.alias("key")
     )
-    return out, bad, manifest
+    manifest_bad = bad.select(F.lit(spec.table).alias("table"), kind.alias("kind"), spec.key.alias("key"))
+    return out, bad, manifest_inline.unionByName(manifest_bad)
 
 
 def csv_field(c: Column) -> Column:

@@ -169,6 +169,8 @@ def _damage_specs(calendar: W.Calendar) -> dict[str, C.TableDamage]:
                 "ts": F.col("ts") + F.expr("INTERVAL 1 HOURS"),
                 "amount": F.round(F.col("amount") * 1.1, 2),
             },
+            # A refund made more negative is still a valid refund: damage purchases only.
+            eligible={"negative_amount": F.col("amount") > 0},
         ),
         "product_usage": C.TableDamage(
             table="product_usage",

@@ -1,0 +1,1 @@
+"""Stage ``ingest``: data contracts, quarantine with reasons, reconciliation, drift checks."""

@@ -1,0 +1,278 @@
+"""Stage ``ingest``: raw sources -> bronze tables and ``bronze.quarantine``.
+
+For each contract table (identity first): check and read every source (all sources of
+all tables are checked before anything is written), parse to contract types, classify,
+then write accepted rows to ``bronze.<table>`` with a Delta MERGE on the natural key
+(insert only) and rejected rows to ``bronze.quarantine`` with a MERGE on
+(table, source, reason, raw-record hash, occurrence), so a rerun or a re-sent file adds
+nothing twice. Rows read = rows inserted + rows already loaded + rows quarantined, per
+table, with the written counts taken from the Delta commits; a mismatch fails the stage.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING
+
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from custseg.config import Config, IngestConfig
+from custseg.ingest.contract import CONTRACTS, TABLE_ORDER, TableContract
+from custseg.ingest.rules import classify, flag_orphans, parse_frame
+from custseg.ingest.sources import SourceFrame, read_source
+from custseg.tables import TableStore
+
+if TYPE_CHECKING:
+    from custseg.pipeline import StageContext
+
+log = logging.getLogger(__name__)
+
+QUARANTINE = "bronze.quarantine"
+QUARANTINE_KEY = ["table", "source", "reason", "raw_hash", "occurrence"]
+
+
+class ReconciliationError(RuntimeError):
+    """Rows read do not equal rows accepted + already loaded + quarantined."""
+
+
+@dataclass
+class TableReport:
+    """Counts of one table's ingest (all small, per source and reason)."""
+
+    table: str
+    read: dict[str, int] = field(default_factory=dict)
+    by_reason: dict[tuple[str, str], int] = field(default_factory=dict)
+    inserted: int = 0
+    already_loaded: int = 0
+    quarantined_new: int = 0
+    quarantined: int = 0
+    orphans: int = 0
+    extra_columns: dict[str, list[str]] = field(default_factory=dict)
+
+    def metrics(self) -> dict[str, float]:
+        t = self.table
+        out: dict[str, float] = {
+            f"{t}.inserted": self.inserted,
+            f"{t}.already_loaded": self.already_loaded,
+            f"{t}.quarantined": self.quarantined,
+            f"{t}.orphans": self.orphans,
+        }
+        for source, n in self.read.items():
+            out[f"{t}.{source}.read"] = n
+        for (source, reason), n in self.by_reason.items():
+            out[f"{t}.{source}.{reason}"] = n
+        return out
+
+
+def raw_dir(cfg: Config) -> str:
+    """Base folder of relative source paths."""
+    return cfg.ingest.raw_dir or os.path.join(cfg.generate.output_dir, "raw")
+
+
+def check_sources(spark: SparkSession, cfg: Config) -> dict[str, list[SourceFrame]]:
+    """Check and open every configured source; raises SchemaDriftError before any write."""
+    base = raw_dir(cfg)
+    frames: dict[str, list[SourceFrame]] = {}
+    for table in TABLE_ORDER:
+        sources = cfg.ingest.sources.get(table, [])
+        if sources:
+            frames[table] = [read_source(spark, CONTRACTS[table], src, base) for src in sources]
+    return frames
+
+
+def classify_table(frames: list[SourceFrame], contract: TableContract, ingest: IngestConfig) -> DataFrame:
+    """All sources of one table, parsed and classified together (duplicates span sources)."""
+    parsed = [parse_frame(f.df, contract, f.source) for f in frames]
+    union = parsed[0]
+    for p in parsed[1:]:
+        union = union.unionByName(p)
+    as_of = ingest.as_of or datetime.now(UTC).date()
+    return classify(
+        union,
+        contract,
+        known_source_systems=ingest.known_source_systems,
+        ts_min=ingest.ts_min,
+        as_of=as_of,
+        amount_max=ingest.amount_max,
+        refund_id_pattern=ingest.refund_id_pattern,
+    )
+
+
+def _quarantine_rows(rejected: DataFrame, table: str) -> DataFrame:
+    raw_hash = F.xxhash64(F.col("_raw"))
+    occurrence = F.row_number().over(
+        Window.partitionBy("_source", "reason", raw_hash).orderBy("_source_file", "_row_hash")
+    )
+    return rejected.select(
+        F.lit(table).alias("table"),
+        F.col("_source").alias("source"),
+        F.col("_source_file").alias("source_file"),
+        "reason",
+        "detail",
+        "record_key",
+        F.col("_raw").alias("raw_record"),
+        raw_hash.alias("raw_hash"),
+        occurrence.alias("occurrence"),
+    )
+
+
+def _last_commit_rows(tables: TableStore, name: str, before: int | None) -> int:
+    """Rows the newest commit wrote, from Delta's operation metrics (0 if no new commit)."""
+    if not tables.exists(name):
+        return 0
+    row = (
+        tables.history(name)
+        .orderBy(F.desc("version"))
+        .select("version", "operation", "operationMetrics")
+        .first()
+    )
+    assert row is not None
+    if before is not None and row["version"] <= before:
+        return 0
+    metrics = row["operationMetrics"] or {}
+    key = "numTargetRowsInserted" if row["operation"] == "MERGE" else "numOutputRows"
+    return int(metrics.get(key, 0))
+
+
+def _version(tables: TableStore, name: str) -> int | None:
+    return tables.latest_version(name) if tables.exists(name) else None
+
+
+def ingest_table(
+    tables: TableStore,
+    contract: TableContract,
+    frames: list[SourceFrame],
+    ingest: IngestConfig,
+    identity_keys: DataFrame | None,
+) -> TableReport:
+    """Classify, write and reconcile one table; returns its counts."""
+    name = f"bronze.{contract.name}"
+    report = TableReport(table=contract.name, extra_columns={f.source.name: f.extra_columns for f in frames})
+    for f in frames:
+        report.read[f.source.name] = f.df.count()
+    classified = classify_table(frames, contract, ingest)
+    if contract.event:
+        classified = (
+            flag_orphans(classified, identity_keys)
+            if identity_keys is not None
+            else classified.withColumn("is_orphan", F.lit(None).cast("boolean"))
+        )
+    classified = classified.persist()
+    try:
+        for row in classified.groupBy("_source", "reason").count().collect():  # sources x reasons
+            report.by_reason[(row["_source"], row["reason"] or "accepted")] = int(row["count"])
+        accepted = classified.where(F.col("reason").isNull())
+        rejected = classified.where(F.col("reason").isNotNull())
+        bronze_cols = [*contract.names, *(["is_orphan"] if "is_orphan" in classified.columns else [])]
+        out = accepted.select(
+            *bronze_cols,
+            F.col("_source").alias("_source"),
+            F.col("_source_file").alias("_source_file"),
+            "_row_hash",
+            F.lit(tables.run_id).alias("_ingest_run_id"),
+        )
+        if tables.exists(name):
+            # A later delivery: rows whose key is loaded already are either the same row
+            # (counted, not written again) or a conflicting version (quarantined).
+            existing = tables.read(name).select(*contract.key, F.col("_row_hash").alias("_existing_hash"))
+            matched = out.join(existing, list(contract.key), "left")
+            same = F.col("_existing_hash") == F.col("_row_hash")
+            report.already_loaded = matched.where(same).count()
+            conflicts = matched.where(F.col("_existing_hash").isNotNull() & ~same).select(
+                "_row_hash", *contract.key
+            )
+            conflict_rows = accepted.join(conflicts, ["_row_hash", *contract.key], "left_semi").withColumns(
+                {
+                    "reason": F.lit("duplicate_id"),
+                    "detail": F.lit(",".join(contract.key) + " (already loaded)"),
+                }
+            )
+            rejected = rejected.unionByName(conflict_rows)
+            new_rows = matched.where(F.col("_existing_hash").isNull()).drop("_existing_hash")
+        else:
+            new_rows = out
+        before = _version(tables, name)
+        tables.merge(new_rows, name, keys=list(contract.key), when_matched="ignore")
+        report.inserted = _last_commit_rows(tables, name, before)
+        q_before = _version(tables, QUARANTINE)
+        quarantine = _quarantine_rows(rejected, contract.name).withColumn("run_id", F.lit(tables.run_id))
+        tables.merge(quarantine, QUARANTINE, keys=QUARANTINE_KEY, when_matched="ignore")
+        report.quarantined_new = _last_commit_rows(tables, QUARANTINE, q_before)
+        report.quarantined = rejected.count()
+        # Every rejected row must now be in the quarantine table (new or from a rerun).
+        stored = tables.read(QUARANTINE).join(quarantine.select(*QUARANTINE_KEY), QUARANTINE_KEY, "left_semi")
+        if stored.count() != report.quarantined:
+            raise ReconciliationError(
+                f"{name}: {report.quarantined} rows rejected but not all are in {QUARANTINE}"
+            )
+        if contract.event:
+            report.orphans = accepted.where(F.col("is_orphan")).count()
+    finally:
+        classified.unpersist()
+    total_read = sum(report.read.values())
+    accounted = report.inserted + report.already_loaded + report.quarantined
+    log.info(
+        "%s: read %d = inserted %d + already loaded %d + quarantined %d (%d new quarantine rows); orphans %d",
+        name,
+        total_read,
+        report.inserted,
+        report.already_loaded,
+        report.quarantined,
+        report.quarantined_new,
+        report.orphans,
+    )
+    if total_read != accounted:
+        raise ReconciliationError(
+            f"{name}: rows read {total_read} != inserted {report.inserted} + already loaded "
+            f"{report.already_loaded} + quarantined {report.quarantined}"
+        )
+    return report
+
+
+def ingest_all(spark: SparkSession, tables: TableStore, cfg: Config) -> list[TableReport]:
+    """Check every source, then ingest the tables in contract order."""
+    started = time.perf_counter()
+    frames = check_sources(spark, cfg)
+    log.info(
+        "checked %d sources in %.1f s", sum(len(v) for v in frames.values()), time.perf_counter() - started
+    )
+    reports = []
+    for table, table_frames in frames.items():
+        t0 = time.perf_counter()
+        # Orphans are judged against every identity record loaded so far (this run's
+        # included, since identity is ingested first).
+        identity_keys = None
+        if CONTRACTS[table].event:
+            if tables.exists("bronze.identity_records"):
+                identity_keys = tables.read("bronze.identity_records").select("source_system", "source_id")
+            else:
+                log.warning("no bronze.identity_records yet: %s rows get is_orphan = null", table)
+        report = ingest_table(tables, CONTRACTS[table], table_frames, cfg.ingest, identity_keys)
+        log.info("ingested %s in %.1f s", table, time.perf_counter() - t0)
+        reports.append(report)
+    return reports
+
+
+def run_ingest(ctx: StageContext) -> None:
+    """Stage runner: ingest every configured source and log the reconciliation."""
+    reports = ingest_all(ctx.spark, ctx.tables, ctx.cfg)
+    for report in reports:
+        ctx.run.log_metrics(report.metrics())
+        ctx.run.log_dict(
+            {
+                "extra_columns": report.extra_columns,
+                "read": report.read,
+                "by_reason": {f"{s}.{r}": n for (s, r), n in report.by_reason.items()},
+            },
+            f"ingest/{report.table}.json",
+        )
+
+
+def today() -> date:
+    """Today's UTC date (the default ``ingest.as_of``)."""
+    return datetime.now(UTC).date()

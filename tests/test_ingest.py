@@ -1,0 +1,339 @@
+"""Ingest on the dirty tiny world: quarantine against the manifest row for row,
+reconciliation, orphans, schema drift, reruns and re-deliveries, and a PII canary."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from deltalake import DeltaTable as RsDeltaTable
+from pyspark.sql import SparkSession
+
+from custseg.config import Config, ConfigError, SourceConfig, load_config
+from custseg.ingest.job import TableReport, ingest_all
+from custseg.ingest.sources import SchemaDriftError
+from custseg.pipeline import run_stage
+from custseg.tables import TableStore
+
+from .conftest import TEST_CONF, Tiny, temp_overrides
+from .files import manifest, parquet
+
+# What each kind of damage must be quarantined as (orphans are kept and flagged).
+REASON_OF_KIND = {
+    "missing_key": "missing_key",
+    "duplicate_id": "duplicate_id",
+    "exact_duplicate": "exact_duplicate",
+    "negative_amount": "negative_amount",
+    "absurd_amount": "amount_out_of_bounds",
+    "negative_value": "negative_value",
+    "future_ts": "timestamp_out_of_range",
+    "pre_1970_ts": "timestamp_out_of_range",
+    "unknown_source_system": "unknown_source_system",
+    "unparseable_date": "unparseable_date",
+    "unparseable_number": "unparseable_number",
+    "wrong_column_count": "malformed_record",
+    "malformed_json": "malformed_record",
+    "bad_encoding": "bad_encoding",
+}
+TABLES = (
+    "identity_records",
+    "transactions",
+    "support_contacts",
+    "product_usage",
+    "marketing_touches",
+    "customer_attributes",
+)
+
+
+@dataclass
+class Ingested:
+    cfg: Config
+    store: TableStore
+    reports: dict[str, TableReport]
+
+
+def config_for(tiny: Tiny, tmp: Path, *extra: str) -> Config:
+    return load_config(
+        TEST_CONF,
+        overrides=[
+            *temp_overrides(tmp),
+            f"ingest.raw_dir={tiny.root / 'raw'}",
+            "ingest.as_of=2026-11-01",
+            *extra,
+        ],
+    )
+
+
+def delta(store: TableStore, name: str) -> pd.DataFrame:
+    """A bronze table read with delta-rs (an independent reader)."""
+    return RsDeltaTable(store.path(name)).to_pandas()
+
+
+@pytest.fixture(scope="module")
+def ingested(spark: SparkSession, tiny: Tiny, tmp_path_factory: pytest.TempPathFactory) -> Ingested:
+    cfg = config_for(tiny, tmp_path_factory.mktemp("ingest"))
+    store = TableStore(spark, cfg.storage.warehouse, run_id="ing-1")
+    reports = {r.table: r for r in ingest_all(spark, store, cfg)}
+    return Ingested(cfg=cfg, store=store, reports=reports)
+
+
+def test_quarantine_matches_the_manifest_row_for_row(tiny: Tiny, ingested: Ingested) -> None:
+    m = manifest(tiny)
+    m = m[m["kind"] != "orphan"]
+    expected = set(zip(m["table"], m["key"], m["kind"].map(REASON_OF_KIND), strict=True))
+    q = delta(ingested.store, "bronze.quarantine")
+    got = set(zip(q["table"], q["record_key"], q["reason"], strict=True))
+    # Identity records the damage removed make their events' keys unknown, which is not
+    # a quarantine reason; so quarantine must be exactly the manifest.
+    assert got == expected
+    assert len(q) == len(m)
+    assert len(set(m["kind"])) >= 12
+    # The raw record is kept as text, with its file.
+    assert q["raw_record"].str.len().min() > 0
+    assert q["source_file"].str.contains("part-").all()
+
+
+def test_orphans_are_kept_and_flagged(tiny: Tiny, ingested: Ingested) -> None:
+    tx = delta(ingested.store, "bronze.transactions")
+    identity = delta(ingested.store, "bronze.identity_records")
+    known = set(zip(identity["source_system"], identity["source_id"], strict=True))
+    orphan_keys = set(manifest(tiny, "transactions").query("kind == 'orphan'")["key"])
+    assert orphan_keys and orphan_keys <= set(tx.loc[tx["is_orphan"], "transaction_id"])
+    flagged = tx[tx["is_orphan"]]
+    assert all(
+        (s, i) not in known for s, i in zip(flagged["source_system"], flagged["source_id"], strict=True)
+    )
+    assert all(
+        (s, i) in known
+        for s, i in zip(
+            tx.loc[~tx["is_orphan"], "source_system"], tx.loc[~tx["is_orphan"], "source_id"], strict=True
+        )
+    )
+    assert ingested.reports["transactions"].orphans == len(flagged)
+
+
+def test_reconciliation_against_the_files(tiny: Tiny, ingested: Ingested) -> None:
+    q = delta(ingested.store, "bronze.quarantine")
+    files_of = {
+        "identity_records": ["identity_records/web", "identity_records/app", "identity_records/call_centre"],
+    }
+    for table in TABLES:
+        report = ingested.reports[table]
+        rows_in_files = sum(tiny.counts[f] for f in files_of.get(table, [table]))
+        bronze_rows = len(delta(ingested.store, f"bronze.{table}"))
+        quarantined = int((q["table"] == table).sum())
+        assert sum(report.read.values()) == rows_in_files, table
+        assert bronze_rows + quarantined == rows_in_files, table
+        assert report.inserted == bronze_rows and report.quarantined == quarantined, table
+        assert sum(report.by_reason.values()) == rows_in_files, table
+
+
+def test_bronze_values_are_parsed_to_contract_types(tiny: Tiny, ingested: Ingested) -> None:
+    support = delta(ingested.store, "bronze.support_contacts").set_index("contact_id")
+    raw = pd.concat(
+        [
+            pd.read_csv(f, dtype=str)
+            for f in sorted((tiny.root / "raw" / "support_contacts").glob("part-0*.csv"))
+        ]
+    )
+    raw = raw.drop_duplicates("contact_id").set_index("contact_id").loc[support.index[:200]]
+    pd.testing.assert_series_equal(
+        support.loc[raw.index, "cost"], raw["cost"].astype(float), check_names=False
+    )
+    assert (support.loc[raw.index, "resolved"] == (raw["resolved"] == "true")).all()
+    assert (support.loc[raw.index, "ts"].dt.strftime("%Y-%m-%d %H:%M:%S") == raw["ts"]).all()
+    identity = delta(ingested.store, "bronze.identity_records")
+    cc = identity[identity["source_system"] == "call_centre"]
+    assert cc["date_of_birth"].notna().mean() > 0.8
+    assert cc["address"].str.contains("\n").any()  # a two-line address survived
+
+
+def test_each_drift_case_stops_before_any_write(
+    spark: SparkSession, tiny: Tiny, ingested: Ingested, tmp_path: Path
+) -> None:
+    store = ingested.store
+    versions = {t: store.latest_version(f"bronze.{t}") for t in TABLES}
+    versions["quarantine"] = store.latest_version("bronze.quarantine")
+    raw = tmp_path / "raw"
+    shutil.copytree(tiny.root / "raw", raw)
+    base = [f"storage.warehouse={store.warehouse}", f"ingest.raw_dir={raw}"]
+
+    # 1. A renamed CSV column in the last table's source... support contacts.
+    support = raw / "support_contacts"
+    for f in support.glob("part-*.csv"):
+        text = f.read_text()
+        f.write_text(text.replace("handle_minutes", "handle_mins", 1))
+    cfg = load_config(TEST_CONF, overrides=[*temp_overrides(tmp_path), *base, "ingest.as_of=2026-11-01"])
+    with pytest.raises(
+        SchemaDriftError,
+        match=r"support_contacts/part-.*\.csv: column 'handle_minutes' "
+        r"\(contract support_contacts.handle_minutes, double\) is missing; "
+        r"renamed to \['handle_mins'\]\?",
+    ):
+        ingest_all(spark, TableStore(spark, store.warehouse, run_id="drift"), cfg)
+    shutil.rmtree(support)
+    shutil.copytree(tiny.root / "raw" / "support_contacts", support)
+
+    # 2. A Parquet source without a required column.
+    attributes = raw / "customer_attributes"
+    frame = parquet(attributes).drop(columns=["source_id"])
+    shutil.rmtree(attributes)
+    attributes.mkdir()
+    frame.to_parquet(attributes / "part-00000.parquet")
+    with pytest.raises(
+        SchemaDriftError,
+        match=r"customer_attributes: column 'source_id' \(contract "
+        r"customer_attributes.source_id, string, required\) is missing",
+    ):
+        ingest_all(spark, TableStore(spark, store.warehouse, run_id="drift"), cfg)
+
+    # 3. A Parquet column whose type cannot become the contract's.
+    frame = parquet(tiny.root / "raw" / "customer_attributes")
+    frame["acquisition_cost"] = [[1.0]] * len(frame)
+    shutil.rmtree(attributes)
+    attributes.mkdir()
+    frame.to_parquet(attributes / "part-00000.parquet")
+    with pytest.raises(
+        SchemaDriftError, match=r"column 'acquisition_cost' has type array<double>, expected double"
+    ):
+        ingest_all(spark, TableStore(spark, store.warehouse, run_id="drift"), cfg)
+    shutil.rmtree(attributes)
+    shutil.copytree(tiny.root / "raw" / "customer_attributes", attributes)
+
+    # 4. A JSON source whose required key was renamed.
+    touches = raw / "marketing_touches"
+    for f in touches.glob("part-*.json"):
+        f.write_text(f.read_text().replace('"touch_id"', '"touchId"'))
+    with pytest.raises(
+        SchemaDriftError, match=r"marketing_touches/part-.*: column 'touch_id' .*required\) is missing"
+    ):
+        ingest_all(spark, TableStore(spark, store.warehouse, run_id="drift"), cfg)
+
+    # 5. A mapping that names no contract column stops at config load.
+    with pytest.raises(
+        ConfigError,
+        match=r"ingest.sources.transactions\[tx\]: 'amt' is not a column of the "
+        r"transactions contract",
+    ):
+        load_config(
+            None,
+            overrides=[
+                'ingest.sources={"transactions": [{"name": "tx", "format": "parquet", '
+                '"path": "t", "columns": {"a": "amt"}}]}'
+            ],
+        )
+    # 6. A missing source folder.
+    cfg_missing = load_config(
+        TEST_CONF, overrides=[*temp_overrides(tmp_path), *base[:1], f"ingest.raw_dir={tmp_path / 'nowhere'}"]
+    )
+    with pytest.raises(SchemaDriftError, match=r"nowhere/identity_records/web: source path does not exist"):
+        ingest_all(spark, TableStore(spark, store.warehouse, run_id="drift"), cfg_missing)
+
+    after = {t: store.latest_version(f"bronze.{t}") for t in TABLES}
+    after["quarantine"] = store.latest_version("bronze.quarantine")
+    assert after == versions
+
+
+def test_rerun_with_the_same_run_id_changes_nothing(
+    spark: SparkSession, tiny: Tiny, ingested: Ingested
+) -> None:
+    before = {t: delta(ingested.store, f"bronze.{t}") for t in [*TABLES, "quarantine"]}
+    reports = {r.table: r for r in ingest_all(spark, ingested.store, ingested.cfg)}
+    for table in TABLES:
+        assert reports[table].inserted == 0
+        assert reports[table].already_loaded == ingested.reports[table].inserted
+        assert reports[table].quarantined_new == 0
+    for name, frame in before.items():
+        after = delta(ingested.store, f"bronze.{name}")
+        assert len(after) == len(frame), name
+        key = [c for c in frame.columns if not c.startswith("_") and frame[c].dtype != object][:0] or list(
+            frame.columns
+        )
+        pd.testing.assert_frame_equal(
+            after.sort_values(key[:3]).reset_index(drop=True).astype(str),
+            frame.sort_values(key[:3]).reset_index(drop=True).astype(str),
+        )
+
+
+def test_a_resent_file_adds_nothing_and_a_new_file_adds_its_rows(
+    spark: SparkSession, tiny: Tiny, ingested: Ingested, tmp_path: Path
+) -> None:
+    delivery = tmp_path / "delivery2" / "transactions"
+    delivery.mkdir(parents=True)
+    first_file = sorted((tiny.root / "raw" / "transactions").glob("part-*.parquet"))[0]
+    shutil.copy(first_file, delivery / "part-resent.parquet")
+    fresh = parquet(first_file).head(25).copy()
+    fresh = fresh[fresh["amount"].between(0, 1e5) & fresh["transaction_id"].str.startswith("T")]
+    fresh["transaction_id"] = "N" + fresh["transaction_id"].str[1:]
+    fresh = fresh.drop_duplicates("transaction_id")
+    # Written as Spark writes it: UTC-adjusted microsecond timestamps, no pandas index.
+    fresh["ts"] = fresh["ts"].dt.tz_localize("UTC")
+    fresh.to_parquet(
+        delivery / "part-new.parquet", index=False, coerce_timestamps="us", allow_truncated_timestamps=True
+    )
+    sources = json.dumps(
+        {"transactions": [{"name": "transactions", "format": "parquet", "path": "transactions"}]}
+    )
+    cfg = load_config(
+        TEST_CONF,
+        overrides=[
+            *temp_overrides(tmp_path),
+            f"storage.warehouse={ingested.store.warehouse}",
+            f"ingest.raw_dir={tmp_path / 'delivery2'}",
+            "ingest.as_of=2026-11-01",
+            f"ingest.sources={sources}",
+        ],
+    )
+    bronze_before = len(delta(ingested.store, "bronze.transactions"))
+    quarantine_before = len(delta(ingested.store, "bronze.quarantine"))
+    (report,) = ingest_all(spark, TableStore(spark, ingested.store.warehouse, run_id="delivery-2"), cfg)
+    assert report.inserted == len(fresh)
+    assert len(delta(ingested.store, "bronze.transactions")) == bronze_before + len(fresh)
+    assert len(delta(ingested.store, "bronze.quarantine")) == quarantine_before
+    assert report.already_loaded + report.quarantined + report.inserted == sum(report.read.values())
+
+
+def test_pii_canary_never_reaches_logs_or_mlflow(
+    spark: SparkSession, tiny: Tiny, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    canary = "canary.7f3a9c@pii-canary.example"
+    app = tmp_path / "raw" / "identity_records" / "app"
+    app.mkdir(parents=True)
+    good = {"source_system": "app", "source_id": "app-canary-1", "first_name": "Canary", "email": canary}
+    lines = [
+        json.dumps(good),
+        json.dumps({**good, "source_id": "app-canary-2"})[:-5],  # truncated
+        json.dumps({**good, "source_id": "app-canary-1", "first_name": "Twin"}),
+    ]  # duplicate id
+    (app / "part-00000.json").write_text("\n".join(lines) + "\n")
+    sources = json.dumps(
+        {"identity_records": [{"name": "app", "format": "json", "path": "identity_records/app"}]}
+    )
+    cfg = config_for(tiny, tmp_path, f"ingest.raw_dir={tmp_path / 'raw'}", f"ingest.sources={sources}")
+    with caplog.at_level(logging.DEBUG):
+        run = run_stage(cfg, "ingest", run_id="canary")
+    assert run.metrics["identity_records.app.malformed_record"] == 1
+    assert run.metrics["identity_records.app.duplicate_id"] == 1
+    assert canary not in caplog.text and "Canary" not in caplog.text
+    # Neither the tracking database nor any artifact holds it.
+    db = Path(cfg.tracking.uri.removeprefix("sqlite:///")).read_bytes()
+    assert canary.encode() not in db
+    artifacts = Path(str(cfg.tracking.artifact_location))
+    for f in artifacts.rglob("*"):
+        if f.is_file():
+            assert canary.encode() not in f.read_bytes(), f
+    # It does live in bronze, where PII belongs.
+    store = TableStore(spark, cfg.storage.warehouse, run_id="canary")
+    assert canary in set(delta(store, "bronze.identity_records")["email"])
+
+
+def test_source_config_needs_a_location() -> None:
+    with pytest.raises(ValueError, match="needs a path"):
+        SourceConfig(name="x", format="csv")
+    with pytest.raises(ValueError, match="jdbc needs jdbc_url and jdbc_table"):
+        SourceConfig(name="x", format="jdbc")
