@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from custseg.config import CALL_CENTRE_COLUMNS
+
 from .conftest import Tiny
 
 
@@ -39,16 +41,7 @@ def identity_records(tiny: Tiny) -> pd.DataFrame:
     """All clean-file identity records in contract columns."""
     web = parquet(raw(tiny, "identity_records", "web"))
     app = json_lines(raw(tiny, "identity_records", "app"))
-    cc = csv_files(raw(tiny, "identity_records", "call_centre")).rename(
-        columns={
-            "CustRef": "source_id",
-            "Forename": "first_name",
-            "Surname": "last_name",
-            "Email Address": "email",
-            "Tel": "phone",
-            "DOB": "date_of_birth",
-        }
-    )
+    cc = csv_files(raw(tiny, "identity_records", "call_centre")).rename(columns=CALL_CENTRE_COLUMNS)
     cc["source_system"] = "call_centre"
     cols = ["source_system", "source_id", "first_name", "last_name", "email", "phone"]
     return pd.concat([web[cols], app[cols], cc[cols]], ignore_index=True)

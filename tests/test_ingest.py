@@ -15,6 +15,7 @@ from deltalake import DeltaTable as RsDeltaTable
 from pyspark.sql import SparkSession
 
 from custseg.config import Config, ConfigError, SourceConfig, load_config
+from custseg.ingest.contract import TABLE_ORDER
 from custseg.ingest.job import TableReport, ingest_all
 from custseg.ingest.sources import SchemaDriftError
 from custseg.pipeline import run_stage
@@ -40,14 +41,7 @@ REASON_OF_KIND = {
     "malformed_json": "malformed_record",
     "bad_encoding": "bad_encoding",
 }
-TABLES = (
-    "identity_records",
-    "transactions",
-    "support_contacts",
-    "product_usage",
-    "marketing_touches",
-    "customer_attributes",
-)
+TABLES = TABLE_ORDER
 
 
 @dataclass

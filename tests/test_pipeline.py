@@ -7,6 +7,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
+from deltalake import DeltaTable as RsDeltaTable
 from mlflow.tracking import MlflowClient
 from pyspark.sql import SparkSession
 
@@ -22,7 +23,9 @@ def test_select_stages() -> None:
     assert select_stages() == stage_names()
     assert select_stages(["generate"]) == ["generate"]
     assert select_stages(from_stage="generate") == stage_names()
-    with pytest.raises(ValueError, match=r"unknown stage 'segmnt'; registered stages: \['generate'"):
+    with pytest.raises(
+        ValueError, match=r"unknown stage 'segmnt'; registered stages: \['generate', 'ingest'"
+    ):
         select_stages(["segmnt"])
 
 
@@ -47,13 +50,16 @@ def test_pipeline_runs_generate_under_one_run_id(spark: SparkSession, cfg: Confi
     assert metrics["rows.transactions"] > 0
 
 
-def test_spark_submit_runs_a_job_in_local_mode(tmp_path: Path) -> None:
-    """The real spark-submit (a fresh JVM and driver) runs jobs/generate.py end to end."""
+def test_spark_submit_runs_the_pipeline_in_local_mode(tmp_path: Path) -> None:
+    """The real spark-submit (a fresh JVM and driver) runs generate and ingest end to end."""
     out = tmp_path / "generated"
     result = subprocess.run(
         [
             str(ROOT / "spark-submit.sh"),
-            "jobs/generate.py",
+            "jobs/pipeline.py",
+            "--stages",
+            "generate",
+            "ingest",
             "--master",
             "local[1]",
             "--conf",
@@ -70,6 +76,8 @@ def test_spark_submit_runs_a_job_in_local_mode(tmp_path: Path) -> None:
             f"tracking.artifact_location={tmp_path / 'artifacts'}",
             "--set",
             f"spark.checkpoint_dir={tmp_path / 'ckpt'}",
+            "--set",
+            f"storage.warehouse={tmp_path / 'warehouse'}",
             "--run-id",
             "submit-1",
         ],
@@ -83,6 +91,8 @@ def test_spark_submit_runs_a_job_in_local_mode(tmp_path: Path) -> None:
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert len(pd.read_parquet(out / "truth" / "people")) == 80
-    assert "stage generate finished" in output
+    assert "stage generate finished" in output and "stage ingest finished" in output
+    people = RsDeltaTable(str(tmp_path / "warehouse" / "bronze" / "customer_attributes")).to_pandas()
+    assert len(people) == 80
     # The job ran on spark-submit's master and app name, not the config's.
     assert "session custseg on local[1]" in output

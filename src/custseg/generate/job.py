@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from custseg.config import GenerateConfig
+from custseg.config import CALL_CENTRE_COLUMNS, GenerateConfig
 from custseg.generate import corrupt as C
 from custseg.generate import world as W
 from custseg.generate.spec import WorldSpec
@@ -57,20 +57,8 @@ IDENTITY_COLUMNS = (
     "created_at",
     "updated_at",
 )
-# The call centre's export: its own names, UK day-first dates, addresses over two lines.
-CALL_CENTRE_COLUMNS = {
-    "CustRef": "source_id",
-    "Forename": "first_name",
-    "Surname": "last_name",
-    "Email Address": "email",
-    "Tel": "phone",
-    "DOB": "date_of_birth",
-    "Post Code": "postcode",
-    "Address": "address",
-    "Acct No": "account_number",
-    "Created": "created_at",
-    "Last Updated": "updated_at",
-}
+# The call centre's export uses its own names (CALL_CENTRE_COLUMNS, shared with the ingest
+# defaults), UK day-first dates and addresses over two lines.
 CALL_CENTRE_DATE = "dd/MM/yyyy"
 CALL_CENTRE_TIMESTAMP = "dd/MM/yyyy HH:mm:ss"
 CSV_TIMESTAMP = "yyyy-MM-dd HH:mm:ss"
@@ -282,14 +270,15 @@ class _Writer:
         """Write ``df`` as one extra file ``name`` into the folder ``parts``."""
         tmp = self.path("_tmp", uuid.uuid4().hex)
         if encoding:
-            self.csv(df.coalesce(1), os.path.relpath(tmp, self.root), encoding=encoding)
+            self.csv(df.repartition(1), os.path.relpath(tmp, self.root), encoding=encoding)
         else:
-            # One file, header first, lines in a fixed order (whatever the partitioning).
+            # One file, header first, lines in a fixed order (whatever the partitioning);
+            # repartition, not coalesce, so the filter upstream still runs in parallel.
             lines = df.select(F.lit(1).alias("_order"), F.col("value"))
             if header is not None:
                 head = self.spark.createDataFrame([(0, header)], "_order int, value string")
                 lines = head.unionByName(lines)
-            lines.coalesce(1).sortWithinPartitions("_order", "value").select("value").write.mode(
+            lines.repartition(1).sortWithinPartitions("_order", "value").select("value").write.mode(
                 "overwrite"
             ).text(tmp)
         self._move_single_part(tmp, self.path(*parts, name))
@@ -377,7 +366,7 @@ def write_world(
             source, specs[name], seed=seed, rate=cfg.bad_input.rate, row_key=row_key
         )
         yield _Damaged(clean, bad if specs[name].bad_file else None)
-        manifest.coalesce(1).write.mode("append").parquet(manifest_path)
+        manifest.repartition(1).write.mode("append").parquet(manifest_path)
         source.unpersist()
 
     contract = records.select(*IDENTITY_COLUMNS)

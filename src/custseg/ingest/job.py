@@ -23,7 +23,7 @@ from pyspark.sql import functions as F
 
 from custseg.config import Config, IngestConfig
 from custseg.ingest.contract import CONTRACTS, TABLE_ORDER, TableContract
-from custseg.ingest.rules import classify, flag_orphans, parse_frame
+from custseg.ingest.rules import check_rows, duplicate_keys, flag_orphans, mark_duplicates, parse_frame
 from custseg.ingest.sources import SourceFrame, read_source
 from custseg.tables import TableStore
 
@@ -85,14 +85,14 @@ def check_sources(spark: SparkSession, cfg: Config) -> dict[str, list[SourceFram
     return frames
 
 
-def classify_table(frames: list[SourceFrame], contract: TableContract, ingest: IngestConfig) -> DataFrame:
-    """All sources of one table, parsed and classified together (duplicates span sources)."""
+def check_table(frames: list[SourceFrame], contract: TableContract, ingest: IngestConfig) -> DataFrame:
+    """All sources of one table, parsed and checked row by row together."""
     parsed = [parse_frame(f.df, contract, f.source) for f in frames]
     union = parsed[0]
     for p in parsed[1:]:
         union = union.unionByName(p)
     as_of = ingest.as_of or datetime.now(UTC).date()
-    return classify(
+    return check_rows(
         union,
         contract,
         known_source_systems=ingest.known_source_systems,
@@ -155,14 +155,17 @@ def ingest_table(
     report = TableReport(table=contract.name, extra_columns={f.source.name: f.extra_columns for f in frames})
     for f in frames:
         report.read[f.source.name] = f.df.count()
-    classified = classify_table(frames, contract, ingest)
+    checked = check_table(frames, contract, ingest)
     if contract.event:
-        classified = (
-            flag_orphans(classified, identity_keys)
+        checked = (
+            flag_orphans(checked, identity_keys)
             if identity_keys is not None
-            else classified.withColumn("is_orphan", F.lit(None).cast("boolean"))
+            else checked.withColumn("is_orphan", F.lit(None).cast("boolean"))
         )
-    classified = classified.persist()
+    # The one materialisation of the table: every count and write below reads it.
+    checked = checked.persist()
+    dup_keys = duplicate_keys(checked, contract).persist()
+    classified = mark_duplicates(checked, dup_keys, contract)
     try:
         for row in classified.groupBy("_source", "reason").count().collect():  # sources x reasons
             report.by_reason[(row["_source"], row["reason"] or "accepted")] = int(row["count"])
@@ -213,7 +216,8 @@ def ingest_table(
         if contract.event:
             report.orphans = accepted.where(F.col("is_orphan")).count()
     finally:
-        classified.unpersist()
+        dup_keys.unpersist()
+        checked.unpersist()
     total_read = sum(report.read.values())
     accounted = report.inserted + report.already_loaded + report.quarantined
     log.info(

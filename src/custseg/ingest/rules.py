@@ -133,7 +133,7 @@ def row_hash(names: list[str]) -> Column:
     return F.xxhash64(*[F.col(n) for n in names])
 
 
-def classify(
+def check_rows(
     df: DataFrame,
     contract: TableContract,
     *,
@@ -143,8 +143,8 @@ def classify(
     amount_max: float,
     refund_id_pattern: str,
 ) -> DataFrame:
-    """Add ``reason`` and ``detail`` (null when the row is accepted), ``record_key`` and
-    ``_row_hash`` to a parsed frame (``parse_frame``)."""
+    """Add the row-level ``reason`` and ``detail`` (null when the row passes), ``record_key``
+    and ``_row_hash`` to a parsed frame (``parse_frame``); duplicates come after."""
     names = contract.names
 
     ts_max = as_of + timedelta(days=1)
@@ -206,25 +206,76 @@ def classify(
             "record_key": F.coalesce(F.when(key_text != "", key_text), _key_from_raw(contract)),
         }
     )
-    # Duplicates among rows that pass every other rule: the first by order_by (then by
-    # content hash, for determinism) is kept.
-    window = Window.partitionBy(*[F.col(k) for k in contract.key], F.col("reason").isNull()).orderBy(
+    return staged.drop(
+        "_unparseable_date", "_unparseable_number", "_bad_encoding", "_malformed", "_missing_key"
+    )
+
+
+def duplicate_keys(checked: DataFrame, contract: TableContract) -> DataFrame:
+    """Natural keys held by more than one row that passes every other rule.
+
+    Only the key columns are shuffled (a narrow aggregate); the result is small unless the
+    data is mostly duplicates.
+    """
+    keys = list(contract.key)
+    return (
+        checked.where(F.col("reason").isNull())
+        .groupBy(*keys)
+        .agg(F.count(F.lit(1)).alias("_n"))
+        .where(F.col("_n") > 1)
+        .select(*keys, F.lit(True).alias("_dup_key"))
+    )
+
+
+def mark_duplicates(checked: DataFrame, dup_keys: DataFrame, contract: TableContract) -> DataFrame:
+    """Reason ``exact_duplicate`` / ``duplicate_id`` for every row of a duplicated key but
+    the first (by ``order_by``, then content hash, for determinism).
+
+    Rows of unique keys skip the window, so only the few duplicated keys are sorted.
+    """
+    keys = list(contract.key)
+    marked = checked.join(F.broadcast(dup_keys), keys, "left")
+    is_candidate = F.col("reason").isNull() & F.col("_dup_key").isNotNull()
+    unique = marked.where(~is_candidate).drop("_dup_key")
+    candidates = marked.where(is_candidate).drop("_dup_key")
+    window = Window.partitionBy(*[F.col(k) for k in keys]).orderBy(
         F.col(contract.order_by).asc_nulls_last(), F.col("_row_hash")
     )
-    rank = F.row_number().over(window)
     first_hash = F.first("_row_hash").over(window)
     dup_reason = F.when(
-        F.col("reason").isNull() & (rank > 1),
+        F.row_number().over(window) > 1,
         F.when(F.col("_row_hash") == first_hash, F.lit("exact_duplicate")).otherwise(F.lit("duplicate_id")),
     )
-    return staged.withColumns(
+    ranked = candidates.withColumns(
         {
-            "reason": F.coalesce(F.col("reason"), dup_reason),
-            "detail": F.when(dup_reason.isNotNull(), F.lit(",".join(contract.key))).otherwise(
-                F.col("detail")
-            ),
+            "reason": dup_reason,
+            "detail": F.when(dup_reason.isNotNull(), F.lit(",".join(keys))),
         }
-    ).drop("_unparseable_date", "_unparseable_number", "_bad_encoding", "_malformed", "_missing_key")
+    )
+    return unique.unionByName(ranked.select(*unique.columns))
+
+
+def classify(
+    df: DataFrame,
+    contract: TableContract,
+    *,
+    known_source_systems: list[str],
+    ts_min: date,
+    as_of: date,
+    amount_max: float,
+    refund_id_pattern: str,
+) -> DataFrame:
+    """``check_rows`` then ``mark_duplicates``: every row with its reason (null: accepted)."""
+    checked = check_rows(
+        df,
+        contract,
+        known_source_systems=known_source_systems,
+        ts_min=ts_min,
+        as_of=as_of,
+        amount_max=amount_max,
+        refund_id_pattern=refund_id_pattern,
+    )
+    return mark_duplicates(checked, duplicate_keys(checked, contract), contract)
 
 
 def _key_from_raw(contract: TableContract) -> Column:
@@ -235,14 +286,16 @@ def _key_from_raw(contract: TableContract) -> Column:
     """
     key = contract.key[1] if len(contract.key) > 1 and contract.key[0] == "source_system" else contract.key[0]
     from_json = F.regexp_extract(F.col("_raw"), f'"{key}"\\s*:\\s*"([^"]*)"', 1)
-    first_field = F.regexp_replace(F.substring_index(F.col("_raw"), ",", 1), '^"|"$', "")
-    return F.when(from_json != "", from_json).otherwise(first_field)
+    first_field = F.trim(F.regexp_replace(F.substring_index(F.col("_raw"), ",", 1), '^"|"$', ""))
+    return F.when(from_json != "", from_json).when(first_field != "", first_field)
 
 
 def flag_orphans(events: DataFrame, identity_keys: DataFrame) -> DataFrame:
     """Add ``is_orphan``: the event names a source id no accepted identity record has."""
     keys = identity_keys.select("source_system", "source_id").distinct().withColumn("_known", F.lit(True))
-    joined = events.join(keys, ["source_system", "source_id"], "left")
+    # Identity keys are a few tens of MB even at 1.2M records: broadcast them rather than
+    # shuffle tens of millions of events.
+    joined = events.join(F.broadcast(keys), ["source_system", "source_id"], "left")
     return joined.withColumn("is_orphan", F.col("source_id").isNotNull() & F.col("_known").isNull()).drop(
         "_known"
     )
