@@ -243,6 +243,11 @@ class IngestConfig(_Section):
     refund_id_pattern: str = Field(
         "^R", description="Regex on transaction_id marking refunds (the only negative amounts)."
     )
+    max_partition_bytes: str = Field(
+        "16m",
+        description="spark.sql.files.maxPartitionBytes while reading sources: Parquet packs "
+        "millions of rows in a few MB, so the default 128m makes partitions too big to cache.",
+    )
 
     @model_validator(mode="after")
     def _check_tables(self) -> IngestConfig:

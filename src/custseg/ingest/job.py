@@ -240,6 +240,15 @@ def ingest_table(
 
 def ingest_all(spark: SparkSession, tables: TableStore, cfg: Config) -> list[TableReport]:
     """Check every source, then ingest the tables in contract order."""
+    previous = spark.conf.get("spark.sql.files.maxPartitionBytes")
+    spark.conf.set("spark.sql.files.maxPartitionBytes", cfg.ingest.max_partition_bytes)
+    try:
+        return _ingest_all(spark, tables, cfg)
+    finally:
+        spark.conf.set("spark.sql.files.maxPartitionBytes", str(previous))
+
+
+def _ingest_all(spark: SparkSession, tables: TableStore, cfg: Config) -> list[TableReport]:
     started = time.perf_counter()
     frames = check_sources(spark, cfg)
     log.info(
