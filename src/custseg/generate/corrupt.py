@@ -17,15 +17,13 @@ records, ``source_id|date`` for usage), so ingest can be checked row for row.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from custseg.generate.random import uniform
-
-Mutation = Callable[[str], Column]  # column name -> replacement value
 
 UNKNOWN_SYSTEM = "crm_legacy"
 ORPHAN_PREFIX = "ORPHAN-"

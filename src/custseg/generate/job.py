@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from custseg import hadoopfs
 from custseg.config import CALL_CENTRE_COLUMNS, GenerateConfig
 from custseg.generate import corrupt as C
 from custseg.generate import world as W
@@ -223,12 +224,9 @@ def _damage_specs(calendar: W.Calendar) -> dict[str, C.TableDamage]:
 
 
 class _Writer:
-    def __init__(self, spark: SparkSession, root: str, partitions: int) -> None:
+    def __init__(self, spark: SparkSession, root: str) -> None:
         self.spark = spark
         self.root = root
-        self.partitions = partitions
-        self._jvm: Any = spark.sparkContext._jvm
-        self._conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
 
     def path(self, *parts: str) -> str:
         return os.path.join(self.root, *parts)
@@ -283,26 +281,15 @@ class _Writer:
             ).text(tmp)
         self._move_single_part(tmp, self.path(*parts, name))
 
-    def delete(self, path: str) -> None:
-        """Remove a file or folder (recursively) if it exists."""
-        p = self._jvm.org.apache.hadoop.fs.Path(path)
-        p.getFileSystem(self._conf).delete(p, True)
-
     def _move_single_part(self, tmp: str, target: str) -> None:
-        jvm = self._jvm
-        src_dir = jvm.org.apache.hadoop.fs.Path(tmp)
-        fs = src_dir.getFileSystem(self._conf)
+        fs, src_dir = hadoopfs.hadoop_path(self.spark, tmp)
         parts = [s.getPath() for s in fs.listStatus(src_dir) if s.getPath().getName().startswith("part-")]
         if len(parts) != 1:
             raise RuntimeError(f"expected one part file in {tmp}, found {len(parts)}")
-        dst = jvm.org.apache.hadoop.fs.Path(target)
+        _, dst = hadoopfs.hadoop_path(self.spark, target)
         fs.delete(dst, False)
         fs.rename(parts[0], dst)
         fs.delete(src_dir.getParent(), True)
-
-
-def _fmt_date(c: Column, fmt: str) -> Column:
-    return F.date_format(c, fmt)
 
 
 def _call_centre_frame(records: DataFrame, keep: tuple[str, ...] = ()) -> DataFrame:
@@ -314,12 +301,12 @@ def _call_centre_frame(records: DataFrame, keep: tuple[str, ...] = ()) -> DataFr
         "last_name": F.col("last_name"),
         "email": F.col("email"),
         "phone": F.col("phone"),
-        "date_of_birth": _fmt_date(F.col("date_of_birth"), CALL_CENTRE_DATE),
+        "date_of_birth": F.date_format(F.col("date_of_birth"), CALL_CENTRE_DATE),
         "postcode": F.col("postcode"),
         "address": address,
         "account_number": F.col("account_number"),
-        "created_at": _fmt_date(F.col("created_at"), CALL_CENTRE_TIMESTAMP),
-        "updated_at": _fmt_date(F.col("updated_at"), CALL_CENTRE_TIMESTAMP),
+        "created_at": F.date_format(F.col("created_at"), CALL_CENTRE_TIMESTAMP),
+        "updated_at": F.date_format(F.col("updated_at"), CALL_CENTRE_TIMESTAMP),
     }
     return records.select(*[values[src].alias(name) for name, src in CALL_CENTRE_COLUMNS.items()], *keep)
 
@@ -349,10 +336,10 @@ def write_world(
     its bad file and its manifest rows are written, then released. Counts are read back
     from the written files (Parquet from metadata).
     """
-    out = _Writer(spark, cfg.output_dir, cfg.resolved_partitions)
+    out = _Writer(spark, cfg.output_dir)
     specs = _damage_specs(world.calendar)
     manifest_path = out.path("truth", "bad_input_manifest")
-    out.delete(manifest_path)
+    hadoopfs.delete(spark, manifest_path)
     people = world.people.persist()
     records = world.identity_records.persist()
 
@@ -405,7 +392,11 @@ def write_world(
     out.parquet(world.customer_attributes, "raw", "customer_attributes")
     out.parquet(W.truth_identity(records), "truth", "identity")
     out.parquet(W.truth_people(people, world.calendar), "truth", "people")
-    _write_json(spark, out.path("truth", "parameters.json"), world.parameters)
+    hadoopfs.write_bytes(
+        spark,
+        out.path("truth", "parameters.json"),
+        json.dumps(world.parameters, indent=2, default=str).encode("utf-8"),
+    )
     started = time.perf_counter()
     counts = count_outputs(spark, cfg.output_dir)
     log.info("counted the written files in %.1f s", time.perf_counter() - started)
@@ -495,17 +486,6 @@ def _write_touches_bad(out: _Writer, bad: DataFrame) -> None:
     out.extra_file(bad.select(line.alias("value")), "part-bad-00000.json", "raw", "marketing_touches")
 
 
-def _write_json(spark: SparkSession, path: str, data: dict[str, Any]) -> None:
-    jvm: Any = spark.sparkContext._jvm
-    conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
-    target = jvm.org.apache.hadoop.fs.Path(path)
-    stream = target.getFileSystem(conf).create(target, True)
-    try:
-        stream.write(json.dumps(data, indent=2, default=str).encode("utf-8"))
-    finally:
-        stream.close()
-
-
 RAW_FILE_SETS = {
     "identity_records/web": "parquet",
     "identity_records/app": "json",
@@ -539,16 +519,9 @@ def count_outputs(spark: SparkSession, output_dir: str) -> dict[str, int]:
             )
     for name in ("identity", "people", "bad_input_manifest"):
         path = os.path.join(output_dir, "truth", name)
-        if name != "bad_input_manifest" or _exists(spark, path):
+        if name != "bad_input_manifest" or hadoopfs.exists(spark, path):
             counts[f"truth/{name}"] = spark.read.parquet(path).count()
     return counts
-
-
-def _exists(spark: SparkSession, path: str) -> bool:
-    jvm: Any = spark.sparkContext._jvm
-    conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
-    p = jvm.org.apache.hadoop.fs.Path(path)
-    return bool(p.getFileSystem(conf).exists(p))
 
 
 def run_generate(ctx: StageContext) -> None:

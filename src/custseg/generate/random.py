@@ -78,12 +78,6 @@ def gamma_ppf(u: pd.Series, shape: pd.Series) -> pd.Series:
     return pd.Series(special.gammaincinv(shape.to_numpy(), u.to_numpy()))
 
 
-@pandas_udf(DoubleType())  # type: ignore[call-overload]
-def beta_ppf(u: pd.Series, a: pd.Series, b: pd.Series) -> pd.Series:
-    """Inverse CDF of Beta(a, b) at ``u``."""
-    return pd.Series(special.betaincinv(a.to_numpy(), b.to_numpy(), u.to_numpy()))
-
-
 @pandas_udf(LongType())  # type: ignore[call-overload]
 def poisson_ppf(u: pd.Series, mu: pd.Series) -> pd.Series:
     """Inverse CDF of Poisson(mu) at ``u`` (0 where mu is 0)."""

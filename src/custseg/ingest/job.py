@@ -15,7 +15,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from pyspark.sql import DataFrame, SparkSession, Window
@@ -284,8 +284,3 @@ def run_ingest(ctx: StageContext) -> None:
             },
             f"ingest/{report.table}.json",
         )
-
-
-def today() -> date:
-    """Today's UTC date (the default ``ingest.as_of``)."""
-    return datetime.now(UTC).date()

@@ -32,20 +32,6 @@ from pyspark.sql import types as T
 from custseg.config import SourceConfig
 from custseg.ingest.contract import TableContract
 
-REASONS = (
-    "malformed_record",
-    "bad_encoding",
-    "missing_key",
-    "unparseable_date",
-    "unparseable_number",
-    "unknown_source_system",
-    "timestamp_out_of_range",
-    "negative_amount",
-    "amount_out_of_bounds",
-    "negative_value",
-    "exact_duplicate",
-    "duplicate_id",
-)
 REPLACEMENT_CHAR = "\ufffd"
 
 

@@ -16,13 +16,13 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Any
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from custseg.config import SourceConfig
+from custseg.hadoopfs import hadoop_path
 from custseg.ingest.contract import TableContract
 
 log = logging.getLogger(__name__)
@@ -49,18 +49,9 @@ class SourceFrame:
     extra_columns: list[str] = field(default_factory=list)
 
 
-def _jvm(spark: SparkSession) -> Any:
-    return spark.sparkContext._jvm
-
-
-def _hadoop_conf(spark: SparkSession) -> Any:
-    return spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
-
-
 def list_data_files(spark: SparkSession, path: str) -> list[str]:
     """Data files under ``path`` (a file or a folder), skipping ``_*`` and ``.*``."""
-    jpath = _jvm(spark).org.apache.hadoop.fs.Path(path)
-    fs = jpath.getFileSystem(_hadoop_conf(spark))
+    fs, jpath = hadoop_path(spark, path)
     if not fs.exists(jpath):
         raise SchemaDriftError(f"{path}: source path does not exist")
     if fs.getFileStatus(jpath).isFile():
