@@ -15,6 +15,15 @@ INSTALL_REQUIRES = [
     "pyarrow==25.0.1",
     "numpy==2.4.6",
     "scipy==1.17.1",
+    # Stitching: Splink for Fellegi-Sunter on Spark (4.0.x ships a Spark 4 UDF jar;
+    # its SQL is generated with sqlglot, pinned to the version it was run with here),
+    # phonenumbers for E.164.
+    "splink==4.0.17",
+    "sqlglot==30.30.0",
+    "duckdb==2.0.0",
+    "altair==6.3.0",
+    "igraph==1.0.0",
+    "phonenumbers==9.0.43",
 ]
 
 DEV_REQUIRES = [
@@ -24,6 +33,7 @@ DEV_REQUIRES = [
     "mypy==2.4.1",
     "types-PyYAML",
     "deltalake==1.6.6",
+    "networkx==3.6.1",
 ]
 
 setup(

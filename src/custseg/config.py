@@ -276,6 +276,348 @@ class IngestConfig(_Section):
         return self
 
 
+NICKNAMES: dict[str, str] = {
+    # nickname -> formal first name (lower case, accents folded); extend with stitch.nicknames
+    "bob": "robert",
+    "bobby": "robert",
+    "rob": "robert",
+    "robbie": "robert",
+    "bert": "robert",
+    "liz": "elizabeth",
+    "lizzie": "elizabeth",
+    "beth": "elizabeth",
+    "betty": "elizabeth",
+    "eliza": "elizabeth",
+    "libby": "elizabeth",
+    "bill": "william",
+    "billy": "william",
+    "will": "william",
+    "willy": "william",
+    "liam": "william",
+    "maggie": "margaret",
+    "meg": "margaret",
+    "peggy": "margaret",
+    "madge": "margaret",
+    "jim": "james",
+    "jimmy": "james",
+    "jamie": "james",
+    "kate": "katherine",
+    "katie": "katherine",
+    "kathy": "katherine",
+    "kath": "katherine",
+    "kat": "katherine",
+    "catherine": "katherine",
+    "dick": "richard",
+    "rick": "richard",
+    "ricky": "richard",
+    "rich": "richard",
+    "richie": "richard",
+    "jen": "jennifer",
+    "jenny": "jennifer",
+    "jenn": "jennifer",
+    "mike": "michael",
+    "mick": "michael",
+    "mickey": "michael",
+    "becky": "rebecca",
+    "becca": "rebecca",
+    "tom": "thomas",
+    "tommy": "thomas",
+    "alex": "alexandra",
+    "sandra": "alexandra",
+    "alexander": "alexandra",
+    "sandy": "alexandra",
+    "dave": "david",
+    "davey": "david",
+    "andy": "andrew",
+    "drew": "andrew",
+    "chris": "christopher",
+    "kit": "christopher",
+    "steve": "stephen",
+    "steven": "stephen",
+    "stevie": "stephen",
+    "sam": "samuel",
+    "sammy": "samuel",
+    "dan": "daniel",
+    "danny": "daniel",
+    "matt": "matthew",
+    "tony": "anthony",
+    "joe": "joseph",
+    "joey": "joseph",
+    "ben": "benjamin",
+    "benny": "benjamin",
+    "ed": "edward",
+    "eddie": "edward",
+    "ted": "edward",
+    "ned": "edward",
+    "nick": "nicholas",
+    "nicky": "nicholas",
+    "pete": "peter",
+    "charlie": "charles",
+    "chuck": "charles",
+    "chas": "charles",
+    "harry": "henry",
+    "hal": "henry",
+    "jack": "john",
+    "johnny": "john",
+    "jon": "jonathan",
+    "tim": "timothy",
+    "timmy": "timothy",
+    "sue": "susan",
+    "susie": "susan",
+    "suzy": "susan",
+    "patty": "patricia",
+    "pat": "patricia",
+    "trish": "patricia",
+    "tricia": "patricia",
+    "debbie": "deborah",
+    "deb": "deborah",
+    "vicky": "victoria",
+    "vicki": "victoria",
+    "tori": "victoria",
+    "jess": "jessica",
+    "jessie": "jessica",
+    "mandy": "amanda",
+    "mandi": "amanda",
+    "abby": "abigail",
+    "abbie": "abigail",
+    "ellie": "eleanor",
+    "nell": "eleanor",
+    "nora": "eleanor",
+    "frankie": "francis",
+    "fran": "frances",
+    "greg": "gregory",
+    "jeff": "jeffrey",
+    "geoff": "geoffrey",
+    "ken": "kenneth",
+    "kenny": "kenneth",
+    "larry": "lawrence",
+    "len": "leonard",
+    "lenny": "leonard",
+    "phil": "philip",
+    "ray": "raymond",
+    "ron": "ronald",
+    "ronnie": "ronald",
+    "stu": "stuart",
+    "terry": "terence",
+    "val": "valerie",
+    "wendy": "gwendolyn",
+    "annie": "anne",
+    "ann": "anne",
+    "sophie": "sophia",
+    "rosie": "rosemary",
+    "ollie": "oliver",
+    "olly": "oliver",
+    "freddie": "frederick",
+    "fred": "frederick",
+    "alf": "alfred",
+    "alfie": "alfred",
+    "gill": "gillian",
+    "jill": "gillian",
+    "di": "diana",
+    "cathy": "katherine",
+}
+
+PLACEHOLDERS: list[str] = [
+    "test@test.com",
+    "test@example.com",
+    "noemail@noemail.com",
+    "none@none.com",
+    "na@na.com",
+    "0000000000",
+    "00000000000",
+    "1111111111",
+    "1234567890",
+    "9999999999",
+    "n/a",
+    "na",
+    "none",
+    "null",
+    "unknown",
+    "not known",
+    "-",
+    "?",
+    "xxx",
+    "test",
+    "1900-01-01",
+    "1901-01-01",
+]
+
+
+SurvivorshipRule = Literal["source_priority", "most_frequent", "most_recent"]
+
+
+def _default_survivorship() -> dict[str, list[SurvivorshipRule]]:
+    return {
+        "first_name": ["most_frequent", "source_priority", "most_recent"],
+        "last_name": ["most_frequent", "source_priority", "most_recent"],
+        "email": ["source_priority", "most_recent"],
+        "phone": ["source_priority", "most_recent"],
+        "date_of_birth": ["source_priority", "most_frequent"],
+        "postcode": ["most_recent"],
+        "address": ["most_recent"],
+        "device_id": ["most_recent"],
+        "account_number": ["source_priority", "most_frequent"],
+    }
+
+
+class StitchConfig(_Section):
+    """Stage ``stitch``: identity records -> links, identity map, golden records.
+
+    Also the ``StitchSettings`` of ``custseg.stitch.stitch_identities``. Field names below
+    are the standardised identity fields: first_name, last_name, email, phone,
+    date_of_birth, postcode, address, device_id, account_number.
+    """
+
+    default_region: str = Field("GB", description="Region for phones without a country code.")
+    placeholders: list[str] = Field(
+        default_factory=lambda: list(PLACEHOLDERS),
+        description="Values (compared trimmed, case-folded) that mean 'no value' in any field.",
+    )
+    nicknames: dict[str, str] = Field(
+        default_factory=lambda: dict(NICKNAMES), description="Nickname -> formal first name."
+    )
+    email_dot_insensitive_domains: list[str] = Field(
+        default_factory=lambda: ["gmail.com", "googlemail.com"],
+        description="Providers that ignore dots in the local part.",
+    )
+    email_plus_tag_domains: list[str] = Field(
+        default_factory=lambda: [
+            "gmail.com",
+            "googlemail.com",
+            "outlook.com",
+            "hotmail.com",
+            "live.com",
+            "icloud.com",
+            "fastmail.com",
+            "protonmail.com",
+        ],
+        description="Providers that deliver local+tag@ to local@ (the tag is dropped).",
+    )
+    deterministic_keys: list[str] = Field(
+        default_factory=lambda: ["email", "phone", "device_id", "account_number"],
+        description="Strong keys: records sharing one are linked unless guarded.",
+    )
+    max_key_records: int = Field(
+        10, ge=2, description="A key value held by more records is not used as a link (reported)."
+    )
+    conflict_fields: list[str] = Field(
+        default_factory=lambda: ["first_name", "date_of_birth", "phone", "device_id", "account_number"],
+        description="Records sharing a key are not linked when both have these and they "
+        "disagree (first names: neither equal after nicknames, nor within edit distance "
+        "2, nor swapped with the last name; dates: not equal and not a day/month swap).",
+    )
+    single_valued_fields: list[str] = Field(
+        default_factory=lambda: ["date_of_birth", "phone", "device_id", "account_number"],
+        description="Fields a person has one value of: a deterministic cluster holding two "
+        "values of one is contradicted and left to the probabilistic pass.",
+    )
+    blocking_rules: list[list[str]] = Field(
+        default_factory=lambda: [
+            ["date_of_birth", "first_name"],
+            ["date_of_birth", "last_name"],
+            ["postcode", "last_name"],
+            ["postcode", "first_name"],
+            ["date_of_birth", "postcode"],
+            ["first_name", "last_name", "address"],
+            ["email"],
+            ["phone"],
+            ["account_number"],
+            ["device_id"],
+        ],
+        description="Probabilistic candidate pairs: records equal on every field of a rule.",
+    )
+    max_block_size: int = Field(
+        200, ge=2, description="A blocking-key value held by more records is skipped (reported)."
+    )
+    comparison_budget: int = Field(
+        50_000_000,
+        ge=1,
+        description="Most candidate pairs scored; rules are estimated first, in order, and a "
+        "rule that would exceed the budget is skipped and reported.",
+    )
+    training_rules: list[list[str]] = Field(
+        default_factory=lambda: [["email"], ["phone"]],
+        description="EM blocking rules: each comparison must be left free by at least one "
+        "(a comparison using a rule's field is not estimated from that rule).",
+    )
+    u_max_pairs: int = Field(1_000_000, ge=1000, description="Random pairs to estimate u.")
+    train_max_records: int = Field(
+        200_000,
+        ge=100,
+        description="Records (whole last-name groups) the model is trained on, in the driver "
+        "with Splink's DuckDB backend; bounded, so driver memory does not grow with the data.",
+    )
+    deterministic_recall: float = Field(
+        0.6,
+        gt=0,
+        le=1,
+        description="Assumed share of true pairs the deterministic keys find; sets the prior "
+        "probability that two random records match.",
+    )
+    match_threshold: float = Field(0.95, gt=0, lt=1, description="Accept probabilistic links at or above.")
+    strict_threshold: float = Field(
+        0.999, gt=0, lt=1, description="Threshold when an oversized cluster is re-examined."
+    )
+    max_cluster_size: int = Field(
+        12, ge=2, description="Clusters with more records are re-examined at strict_threshold."
+    )
+    low_confidence: float = Field(
+        0.99, gt=0, le=1, description="Mappings whose weakest link is below count as low-confidence."
+    )
+    max_iterations: int = Field(50, ge=1, description="Connected-components iterations at most.")
+    survivorship: dict[str, list[SurvivorshipRule]] = Field(
+        default_factory=_default_survivorship,
+        description="Per golden-record field, the rules in order (ties fall to the next); "
+        "placeholders and nulls never survive.",
+    )
+    source_priority: dict[str, list[str]] = Field(
+        default_factory=lambda: {
+            "default": ["call_centre", "app", "web"],
+            "email": ["web", "app", "call_centre"],
+        },
+        description="Source systems most trusted first, per field ('default' for the rest).",
+    )
+    truth_path: str | None = Field(
+        "auto",
+        description="Parquet of (source_system, source_id, person_id) to score against; "
+        "'auto' = <generate.output_dir>/truth/identity when it exists; null = none.",
+    )
+    id_prefix: str = Field("C", description="Prefix of customer ids.")
+
+    @model_validator(mode="after")
+    def _check_fields(self) -> StitchConfig:
+        fields = set(IDENTITY_FIELDS)
+        named = [
+            ("deterministic_keys", self.deterministic_keys),
+            ("conflict_fields", self.conflict_fields),
+            ("single_valued_fields", self.single_valued_fields),
+            ("survivorship", list(self.survivorship)),
+            *[(f"blocking_rules[{i}]", r) for i, r in enumerate(self.blocking_rules)],
+            *[(f"training_rules[{i}]", r) for i, r in enumerate(self.training_rules)],
+        ]
+        for key, values in named:
+            unknown = [v for v in values if v not in fields]
+            if unknown:
+                raise ValueError(f"stitch.{key}: unknown field(s) {unknown}; fields: {sorted(fields)}")
+        if self.strict_threshold < self.match_threshold:
+            raise ValueError("stitch.strict_threshold must be at least stitch.match_threshold")
+        return self
+
+
+IDENTITY_FIELDS = (
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "date_of_birth",
+    "postcode",
+    "address",
+    "device_id",
+    "account_number",
+    "email_local",
+)
+
+
 class Config(_Section):
     """The whole configuration."""
 
@@ -285,6 +627,7 @@ class Config(_Section):
     run: RunConfig = RunConfig()
     generate: GenerateConfig = GenerateConfig()
     ingest: IngestConfig = IngestConfig()
+    stitch: StitchConfig = StitchConfig()
 
     @model_validator(mode="after")
     def _check_invariants(self) -> Config:

@@ -34,6 +34,13 @@ def _local_jars(jars_dir: str) -> list[str]:
     return jars
 
 
+def splink_jar() -> str:
+    """Path of the Scala UDF jar (jaro_winkler, ...) inside the Splink wheel."""
+    from splink.internals.spark.jar_location import similarity_jar_location
+
+    return str(similarity_jar_location())
+
+
 def build_session(cfg: SparkConfig, extra_jars: list[str] | None = None) -> SparkSession:
     """Build (or return the running) SparkSession for custseg.
 
@@ -43,7 +50,8 @@ def build_session(cfg: SparkConfig, extra_jars: list[str] | None = None) -> Spar
 
     Args:
         cfg: the ``spark`` section of the config.
-        extra_jars: more local jars for ``spark.jars`` (e.g. Splink's UDFs).
+        extra_jars: more local jars for ``spark.jars``. Splink's string-similarity UDF jar
+            (shipped in its wheel, built for Spark 4) is always added: stitching needs it.
 
     Returns:
         The session, with UTC time zone, adaptive execution and the checkpoint dir set.
@@ -51,7 +59,7 @@ def build_session(cfg: SparkConfig, extra_jars: list[str] | None = None) -> Spar
     builder = SparkSession.builder.appName(cfg.app_name)
     if cfg.master:
         builder = builder.master(cfg.master)
-    jars = list(extra_jars or [])
+    jars = [splink_jar(), *(extra_jars or [])]
     # CUSTSEG_JARS_DIR is where `make jars-mvn` puts Delta's jars on a machine whose
     # Ivy cannot reach Maven Central; the config key wins when both are set.
     jars_dir = cfg.jars_dir or os.environ.get("CUSTSEG_JARS_DIR")

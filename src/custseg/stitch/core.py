@@ -1,0 +1,299 @@
+"""``stitch_identities``: identity records -> links, identity map, golden records."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from custseg.config import StitchConfig
+from custseg.stitch.components import connected_components
+from custseg.stitch.deterministic import deterministic_links
+from custseg.stitch.golden import golden_records
+from custseg.stitch.ids import assign_ids
+from custseg.stitch.probabilistic import BlockingPlan, probabilistic_links
+from custseg.stitch.standardise import standardise_records
+
+log = logging.getLogger(__name__)
+
+StitchSettings = StitchConfig
+
+LINK_COLUMNS = ["rid_l", "rid_r", "link_type", "keys", "match_probability", "match_weight"]
+
+
+@dataclass
+class StitchResult:
+    """The outputs of stitching. DataFrames carry keys and scores, except ``customers``
+    (golden records, silver only)."""
+
+    links: DataFrame  # record_l, record_r, link_type, keys, match_probability, match_weight, accepted
+    identity_map: (
+        DataFrame  # source_system, source_id, customer_id, match_confidence, cluster_size, review_reason
+    )
+    customers: DataFrame  # golden records with per-field lineage
+    id_changes: DataFrame  # old_customer_id, new_customer_id, n_records, change
+    guarded_keys: DataFrame  # key, value_hash, n_records, reason
+    metrics: dict[str, float] = field(default_factory=dict)
+    blocking: BlockingPlan = field(default_factory=BlockingPlan)
+    model: dict[str, Any] = field(default_factory=dict)
+    match_weights_html: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _edges(links: DataFrame) -> DataFrame:
+    return links.select(F.col("rid_l").alias("src"), F.col("rid_r").alias("dst"))
+
+
+def _components(rids: DataFrame, links: DataFrame, max_iterations: int) -> DataFrame:
+    """(rid, component) for every rid; isolated records are their own component."""
+    cc = connected_components(_edges(links), max_iterations=max_iterations)
+    return rids.join(cc.withColumnRenamed("id", "rid"), "rid", "left").withColumn(
+        "component", F.coalesce("component", "rid")
+    )
+
+
+def _single_value(field: str) -> Column:
+    """The field as compared for contradictions: a birth date with day and month swapped
+    is the same date typed the other way round, not a second person."""
+    if field == "date_of_birth":
+        d = F.col(field)
+        return F.when(
+            d.isNotNull(),
+            F.concat_ws(
+                "-", F.year(d), F.least(F.month(d), F.dayofmonth(d)), F.greatest(F.month(d), F.dayofmonth(d))
+            ),
+        )
+    return F.col(field)
+
+
+def _contradicted(std: DataFrame, clusters: DataFrame, fields: list[str]) -> DataFrame:
+    """Components whose records hold two values of a single-valued field."""
+    if not fields:
+        return clusters.select("component").limit(0)
+    return (
+        std.join(clusters.select("rid", "component"), "rid")
+        .groupBy("component")
+        .agg(*[F.countDistinct(_single_value(f)).alias(f) for f in fields])
+        .where(" or ".join(f"{f} > 1" for f in fields))
+        .select("component")
+    )
+
+
+def _with_agreement(links: DataFrame, std: DataFrame, fields: list[str]) -> DataFrame:
+    """``links`` with ``agree``: its two records share a value of one of ``fields``."""
+    side = std.select("rid", *[_single_value(f).alias(f) for f in fields])
+    left = side.select(F.col("rid").alias("rid_l"), *[F.col(f).alias(f"l_{f}") for f in fields])
+    right = side.select(F.col("rid").alias("rid_r"), *[F.col(f).alias(f"r_{f}") for f in fields])
+    agree = F.lit(False)
+    for f in fields:
+        agree = agree | F.coalesce(F.col(f"l_{f}") == F.col(f"r_{f}"), F.lit(False))
+    return (
+        links.join(left, "rid_l")
+        .join(right, "rid_r")
+        .withColumn("agree", agree)
+        .drop(*[f"{s}_{f}" for s in ("l", "r") for f in fields])
+    )
+
+
+def stitch_identities(
+    records: DataFrame,
+    settings: StitchSettings | None = None,
+    previous_map: DataFrame | None = None,
+    *,
+    seed: int = 42,
+) -> StitchResult:
+    """Stitch identity records (the identity_records contract; any identity column may
+    be null or absent) into customers.
+
+    1. standardise; 2. deterministic links on strong keys, with guards; 3. Fellegi-Sunter
+    links (Splink) between the deterministic clusters, within a comparison budget;
+    4. connected components over accepted links, oversized clusters re-examined at the
+    strict threshold; 5. stable ids (kept from ``previous_map``); 6. golden records.
+    """
+    cfg = settings or StitchConfig()
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal t0
+        now = time.perf_counter()
+        timings[name] = now - t0
+        log.info("stitch: %s done in %.1f s", name, timings[name])
+        t0 = now
+
+    std = standardise_records(records, cfg).persist()
+    n_records = std.count()
+    dupes = std.groupBy("rid").count().where("count > 1").limit(1).collect()
+    if dupes:
+        raise ValueError(
+            "stitch: identity records must be unique on (source_system, source_id); "
+            f"record {dupes[0]['rid']!r} appears {dupes[0]['count']} times"
+        )
+    lap("standardise")
+
+    det = deterministic_links(std, cfg)
+    det_links = det.links.withColumn("match_weight", F.lit(None).cast("double")).checkpoint()
+    det_cc = _components(std.select("rid"), det_links, cfg.max_iterations)
+    # Closure can join people no single key contradicts (A shares an email with B, B a
+    # device with C): a deterministic cluster holding two values of a field a person has
+    # one of is contradicted, and its records go to the probabilistic pass unlinked.
+    single = [f for f in cfg.single_valued_fields]
+    contradicted = _contradicted(std, det_cc, single)
+    bad_rids = det_cc.join(contradicted, "component").select(F.col("rid").alias("rid_l"))
+    n_det_all = det_links.count()
+    det_links = det_links.join(bad_rids, "rid_l", "left_anti").checkpoint()
+    n_det = det_links.count()
+    det_cc = _components(std.select("rid"), det_links, cfg.max_iterations)
+    std_c = std.join(det_cc.withColumnRenamed("component", "det_cluster"), "rid")
+    lap("deterministic")
+
+    prob = probabilistic_links(std_c, cfg, n_deterministic_pairs=n_det, seed=seed)
+    prob_links = (
+        prob.links.withColumns({"link_type": F.lit("probabilistic"), "keys": F.array().cast("array<string>")})
+        .select(*LINK_COLUMNS)
+        .checkpoint()
+    )
+    lap("probabilistic")
+
+    links = det_links.select(*LINK_COLUMNS).unionByName(prob_links).checkpoint()
+    clusters = _components(std.select("rid"), links, cfg.max_iterations).checkpoint()
+    sizes = clusters.groupBy("component").agg(F.count("*").alias("cluster_size"))
+    oversized = sizes.where(F.col("cluster_size") > cfg.max_cluster_size).select("component")
+    contradicted = _contradicted(std, clusters, cfg.single_valued_fields)
+    review = (
+        oversized.withColumn("contradicted", F.lit(False))
+        .unionByName(contradicted.withColumn("contradicted", F.lit(True)))
+        .groupBy("component")
+        .agg(F.max("contradicted").alias("contradicted"))
+        .checkpoint()
+    )
+    n_oversized = oversized.count()
+    n_contradicted = contradicted.count()
+    used = links.withColumn("accepted", F.lit(True))
+    if n_oversized or n_contradicted:
+        # Re-examine: in a contradicted cluster keep only links whose records agree on a
+        # single-valued field (same phone, birth date, device or account); in an
+        # oversized one, deterministic links and links at the strict threshold.
+        log.warning(
+            "stitch: re-examining %d clusters above %d records and %d contradicted clusters",
+            n_oversized,
+            cfg.max_cluster_size,
+            n_contradicted,
+        )
+        members = clusters.join(review, "component").select("rid", "contradicted")
+        under_review = links.join(members.withColumnRenamed("rid", "rid_l"), "rid_l")
+        under_review = _with_agreement(under_review, std, cfg.single_valued_fields)
+        keep = F.when(F.col("contradicted"), F.col("agree")).otherwise(
+            (F.col("link_type") == "deterministic") | (F.col("match_probability") >= cfg.strict_threshold)
+        )
+        judged = under_review.withColumn("kept", keep).checkpoint()
+        kept = judged.where("kept")
+        re_cc = _components(members.select("rid"), kept, cfg.max_iterations).withColumnRenamed(
+            "component", "strict_component"
+        )
+        clusters = (
+            clusters.join(re_cc, "rid", "left")
+            .withColumn("component", F.coalesce("strict_component", "component"))
+            .drop("strict_component")
+            .checkpoint()
+        )
+        sizes = clusters.groupBy("component").agg(F.count("*").alias("cluster_size"))
+        rejected = judged.where(~F.col("kept")).select("rid_l", "rid_r", F.lit(True).alias("rejected"))
+        used = (
+            used.join(rejected, ["rid_l", "rid_r"], "left")
+            .withColumn("accepted", F.col("rejected").isNull())
+            .drop("rejected")
+        )
+    still_contradicted = _contradicted(std, clusters, cfg.single_valued_fields).withColumn(
+        "still_contradicted", F.lit(True)
+    )
+    clusters = clusters.join(still_contradicted, "component", "left")
+    clusters = clusters.join(sizes, "component")
+    lap("clustering")
+
+    # Confidence of a record: its strongest accepted link (1.0 for deterministic ones and
+    # for singletons); a customer's confidence is its weakest member's.
+    accepted = used.where("accepted")
+    ends = accepted.select(F.col("rid_l").alias("rid"), "match_probability").unionByName(
+        accepted.select(F.col("rid_r").alias("rid"), "match_probability")
+    )
+    confidence = ends.groupBy("rid").agg(F.max("match_probability").alias("match_confidence"))
+    ids = assign_ids(clusters.select("rid", "component"), cfg.id_prefix, previous_map)
+    identity_map = (
+        std.select("rid", "source_system", "source_id")
+        .join(ids.ids, "rid")
+        .join(clusters.select("rid", "cluster_size", "still_contradicted"), "rid")
+        .join(confidence, "rid", "left")
+        .select(
+            "source_system",
+            "source_id",
+            "customer_id",
+            F.coalesce("match_confidence", F.lit(1.0)).alias("match_confidence"),
+            "cluster_size",
+            F.when(F.col("cluster_size") > cfg.max_cluster_size, F.lit("oversized_cluster"))
+            .when(F.col("still_contradicted"), F.lit("contradicted_cluster"))
+            .alias("review_reason"),
+        )
+        .checkpoint()
+    )
+    customers = golden_records(std, ids.ids, cfg)
+    weakest = identity_map.groupBy("customer_id").agg(
+        F.min("match_confidence").alias("min_confidence"), F.max("cluster_size").alias("size")
+    )
+    customers = customers.join(weakest.select("customer_id", "min_confidence"), "customer_id", "left")
+    lap("ids_and_golden")
+
+    summary = weakest.agg(
+        F.count("*").alias("customers"),
+        F.sum(F.when(F.col("size") == 1, 1).otherwise(0)).alias("singletons"),
+        F.sum(F.when(F.col("min_confidence") < cfg.low_confidence, 1).otherwise(0)).alias("low"),
+        F.sum(F.when(F.col("size") > cfg.max_cluster_size, 1).otherwise(0)).alias("still_oversized"),
+    ).collect()[0]
+    link_counts = {
+        (r["link_type"], r["accepted"]): r["count"]
+        for r in used.groupBy("link_type", "accepted").count().collect()
+    }
+    guarded = det.guarded_keys.checkpoint()
+    metrics: dict[str, float] = {
+        "records": n_records,
+        "deterministic_links": n_det,
+        "deterministic_links_dropped_contradicted": n_det_all - n_det,
+        "probabilistic_links": float(sum(v for (t, _), v in link_counts.items() if t == "probabilistic")),
+        "links_rejected_by_strict_pass": float(sum(v for (_, a), v in link_counts.items() if not a)),
+        "customers": summary["customers"],
+        "singletons": summary["singletons"],
+        "oversized_clusters": n_oversized,
+        "contradicted_clusters": n_contradicted,
+        "oversized_clusters_after_strict_pass": summary["still_oversized"],
+        "low_confidence_customers": summary["low"],
+        "guarded_key_values": guarded.count(),
+        "candidate_pairs_estimated": prob.plan.estimated_pairs,
+        "blocking_rules_skipped": sum(1 for r in prob.plan.rules if not r["used"]),
+        "prior_match_probability": prob.prior,
+    }
+    out_links = used.select(
+        F.col("rid_l").alias("record_l"),
+        F.col("rid_r").alias("record_r"),
+        "link_type",
+        "keys",
+        "match_probability",
+        "match_weight",
+        "accepted",
+    )
+    log.info("stitch: %s", {k: round(v, 4) for k, v in metrics.items()})
+    return StitchResult(
+        links=out_links,
+        identity_map=identity_map,
+        customers=customers,
+        id_changes=ids.changes,
+        guarded_keys=guarded,
+        metrics={k: float(v) for k, v in metrics.items()},
+        blocking=prob.plan,
+        model=prob.model,
+        match_weights_html=prob.match_weights_html,
+        timings=timings,
+    )

@@ -1,0 +1,69 @@
+"""Stable customer ids: deterministic from cluster content, persistent across runs.
+
+A new cluster's id is ``<prefix>`` + the first 16 hex digits of SHA-256 of its smallest
+record key (``source_system:source_id``), never a random or position-dependent number.
+Given the previous identity map, ids carry over: a previous id goes to the new cluster
+holding most of its old records, provided that cluster holds more of this id's records
+than of any other previous id (ties: the smaller id, the smaller cluster key). Every
+previous id whose records now sit under another id is recorded as ``merged`` (the old id
+is gone) or ``split`` (it lives on, but some of its records moved).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+
+@dataclass(frozen=True)
+class IdAssignment:
+    ids: DataFrame  # rid, component, customer_id
+    changes: DataFrame  # old_customer_id, new_customer_id, n_records, change
+
+
+def content_id(key: Column, prefix: str) -> Column:
+    return F.concat(F.lit(prefix), F.substring(F.sha2(key, 256), 1, 16))
+
+
+def assign_ids(clusters: DataFrame, prefix: str, previous_map: DataFrame | None = None) -> IdAssignment:
+    """``clusters``: (rid, component) where component is the smallest rid of the cluster."""
+    fresh = clusters.withColumn("customer_id", content_id(F.col("component"), prefix))
+    spark = clusters.sparkSession
+    empty_changes = spark.createDataFrame(
+        [], "old_customer_id string, new_customer_id string, n_records long, change string"
+    )
+    if previous_map is None:
+        return IdAssignment(ids=fresh, changes=empty_changes)
+    prev = previous_map.select(
+        F.concat_ws(":", "source_system", "source_id").alias("rid"), F.col("customer_id").alias("prev_id")
+    )
+    overlap = clusters.join(prev, "rid").groupBy("component", "prev_id").agg(F.count("*").alias("n"))
+    by_component = Window.partitionBy("component").orderBy(F.desc("n"), "prev_id")
+    by_prev = Window.partitionBy("prev_id").orderBy(F.desc("n"), "component")
+    ranked = overlap.withColumns(
+        {"rank_c": F.row_number().over(by_component), "rank_p": F.row_number().over(by_prev)}
+    )
+    kept = ranked.where((F.col("rank_c") == 1) & (F.col("rank_p") == 1)).select(
+        "component", F.col("prev_id").alias("kept_id")
+    )
+    ids = (
+        fresh.join(kept, "component", "left")
+        .withColumn("customer_id", F.coalesce("kept_id", "customer_id"))
+        .drop("kept_id")
+    )
+    new_of_component = ids.select("component", F.col("customer_id").alias("new_customer_id")).distinct()
+    survivors = kept.select(F.col("kept_id").alias("prev_id"), F.lit(True).alias("survives"))
+    changes = (
+        overlap.join(new_of_component, "component")
+        .where(F.col("prev_id") != F.col("new_customer_id"))
+        .join(survivors, "prev_id", "left")
+        .select(
+            F.col("prev_id").alias("old_customer_id"),
+            "new_customer_id",
+            F.col("n").alias("n_records"),
+            F.when(F.col("survives"), F.lit("split")).otherwise(F.lit("merged")).alias("change"),
+        )
+    )
+    return IdAssignment(ids=ids, changes=changes)

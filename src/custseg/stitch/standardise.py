@@ -1,0 +1,211 @@
+"""Standardisation of identity fields as Spark column functions.
+
+Each function takes a raw column and returns the standardised column, null where the
+value is empty or a placeholder. Phones go through the ``phonenumbers`` library (a
+vectorised pandas UDF, parsing each distinct value of a batch once); everything else is
+built-in Spark functions, so the plan stays in the JVM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import pandas as pd
+import phonenumbers
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+from pyspark.sql.pandas.functions import pandas_udf
+
+from custseg.config import StitchConfig
+
+_ACCENTED = "àáâãäåāăąçćčďèéêëēėęěğìíîïīįıłñńňòóôõöøōőŕřśšşťùúûüūůűųýÿžźż"
+_PLAIN = "aaaaaaaaacccdeeeeeeeegiiiiiiilnnnooooooooorrsssstuuuuuuuuyyzzz"
+_ADDRESS_WORDS = {
+    "street": "st",
+    "road": "rd",
+    "avenue": "ave",
+    "lane": "ln",
+    "drive": "dr",
+    "close": "cl",
+    "court": "ct",
+    "crescent": "cres",
+    "place": "pl",
+    "square": "sq",
+    "gardens": "gdns",
+    "terrace": "ter",
+    "apartment": "flat",
+    "apt": "flat",
+}
+IDENTITY_COLUMNS = (
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "date_of_birth",
+    "postcode",
+    "address",
+    "device_id",
+    "account_number",
+)
+
+
+def _blank_to_null(c: Column) -> Column:
+    return F.when(F.length(c) > 0, c)
+
+
+def not_placeholder(raw: Column, placeholders: Iterable[str]) -> Column:
+    """``raw`` trimmed, or null when it is empty or (case-folded) one of ``placeholders``."""
+    trimmed = F.trim(raw.cast("string"))
+    values = sorted({p.strip().lower() for p in placeholders})
+    return F.when((F.length(trimmed) > 0) & ~F.lower(trimmed).isin(values), trimmed)
+
+
+def fold(c: Column) -> Column:
+    """Lower case with Latin accents removed."""
+    return F.translate(F.lower(c), _ACCENTED, _PLAIN)
+
+
+def name(raw: Column, placeholders: Iterable[str]) -> Column:
+    """Lower case, accents folded, apostrophes and dots dropped, other punctuation to a
+    space, spaces collapsed: ``"  O'Brien-Smith "`` -> ``"obrien smith"``."""
+    c = fold(not_placeholder(raw, placeholders))
+    c = F.regexp_replace(c, "['`.\u2019]", "")
+    c = F.regexp_replace(c, "[^a-z]+", " ")
+    return _blank_to_null(F.trim(c))
+
+
+def canonical_first_name(first: Column, nicknames: Mapping[str, str]) -> Column:
+    """The formal first name of a standardised first name (``bob`` -> ``robert``)."""
+    if not nicknames:
+        return first
+    table = F.create_map(*[F.lit(x) for k, v in sorted(nicknames.items()) for x in (k.lower(), v.lower())])
+    return F.coalesce(F.element_at(table, first), first)
+
+
+def email(raw: Column, cfg: StitchConfig) -> Column:
+    """Lower case; googlemail -> gmail; plus-tags dropped and dots removed where the
+    provider ignores them; null unless it looks like ``local@domain.tld``."""
+    c = F.lower(not_placeholder(raw, cfg.placeholders))
+    c = F.when(c.rlike(r"^[^@\s]+@[^@\s]+\.[^@\s]+$"), c)
+    local = F.substring_index(c, "@", 1)
+    domain = F.regexp_replace(F.substring_index(c, "@", -1), "^googlemail\\.com$", "gmail.com")
+    plus = [d.lower() for d in cfg.email_plus_tag_domains]
+    dots = [d.lower() for d in cfg.email_dot_insensitive_domains]
+    local = F.when(domain.isin(plus), F.substring_index(local, "+", 1)).otherwise(local)
+    local = F.when(domain.isin(dots), F.regexp_replace(local, "\\.", "")).otherwise(local)
+    out = F.concat(local, F.lit("@"), domain)
+    return F.when(F.length(local) > 0, out)
+
+
+def email_local(std_email: Column) -> Column:
+    return F.substring_index(std_email, "@", 1)
+
+
+def _e164_series(values: pd.Series, region: str) -> pd.Series:
+    def one(v: str | None) -> str | None:
+        if v is None:
+            return None
+        try:
+            number = phonenumbers.parse(v, region)
+        except phonenumbers.NumberParseException:
+            return None
+        if not phonenumbers.is_possible_number(number):
+            return None
+        national = str(number.national_number)
+        if len(set(national)) == 1:  # 0000000, 1111111: a placeholder in disguise
+            return None
+        return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+
+    uniques = values.dropna().unique()
+    lookup = {v: one(v) for v in uniques}
+    return values.map(lookup)
+
+
+def phone(raw: Column, cfg: StitchConfig) -> Column:
+    """E.164 (``+447123456789``) by ``phonenumbers`` with ``cfg.default_region`` for
+    national numbers; null when it cannot be a phone number."""
+    region = cfg.default_region
+
+    @pandas_udf(T.StringType())  # type: ignore[call-overload]
+    def to_e164(values: pd.Series) -> pd.Series:
+        return _e164_series(values, region)
+
+    cleaned = not_placeholder(raw, cfg.placeholders)
+    out: Column = to_e164(cleaned)
+    return out
+
+
+def postcode(raw: Column, placeholders: Iterable[str]) -> Column:
+    """Upper case, no spaces or punctuation, then one space before the last three
+    characters (the UK inward code): ``"sw1a1aa"`` -> ``"SW1A 1AA"``."""
+    c = F.regexp_replace(F.upper(not_placeholder(raw, placeholders)), "[^A-Z0-9]", "")
+    outward = c.substr(F.lit(1), F.length(c) - 3)
+    return F.when(F.length(c) >= 5, F.concat(outward, F.lit(" "), F.substring(c, -3, 3)))
+
+
+def date_of_birth(raw: Column, placeholders: Iterable[str], as_of: Column | None = None) -> Column:
+    """The date, null for placeholder dates, before 1900-01-02 or after ``as_of``."""
+    dates = []
+    for p in placeholders:
+        try:
+            dates.append(pd.Timestamp(p).date().isoformat())
+        except ValueError:
+            continue
+    d = raw.cast("date")
+    upper = as_of if as_of is not None else F.current_date()
+    ok = d.isNotNull() & ~d.cast("string").isin(dates) & (d > F.lit("1900-01-01").cast("date")) & (d <= upper)
+    return F.when(ok, d)
+
+
+def address(raw: Column, placeholders: Iterable[str]) -> Column:
+    """Folded, punctuation to spaces, common street words abbreviated, spaces collapsed."""
+    c = F.regexp_replace(fold(not_placeholder(raw, placeholders)), "[^a-z0-9]+", " ")
+    for word, short in _ADDRESS_WORDS.items():
+        c = F.regexp_replace(c, f"\\b{word}\\b", short)
+    return _blank_to_null(F.trim(c))
+
+
+def identifier(raw: Column, placeholders: Iterable[str]) -> Column:
+    """Device ids and account numbers: trimmed, upper case, inner spaces removed."""
+    return _blank_to_null(F.regexp_replace(F.upper(not_placeholder(raw, placeholders)), "\\s+", ""))
+
+
+def standardise_records(records: DataFrame, cfg: StitchConfig) -> DataFrame:
+    """One row per identity record: ``rid`` (``source_system:source_id``), the source
+    keys, ``updated_at``, the standardised fields, ``first_name_canon`` (nicknames
+    resolved) and ``email_local``. Identity columns missing from ``records`` are null."""
+    missing = [c for c in ("source_system", "source_id") if c not in records.columns]
+    if missing:
+        raise ValueError(f"identity records need columns {missing}; got {records.columns}")
+    raw = records
+    for c in IDENTITY_COLUMNS:
+        if c not in raw.columns:
+            raw = raw.withColumn(c, F.lit(None).cast("date" if c == "date_of_birth" else "string"))
+    if "updated_at" not in raw.columns:
+        raw = raw.withColumn("updated_at", F.lit(None).cast("timestamp"))
+    ph = cfg.placeholders
+    first = name(F.col("first_name"), ph)
+    std = raw.select(
+        F.concat_ws(":", "source_system", "source_id").alias("rid"),
+        "source_system",
+        "source_id",
+        F.coalesce("updated_at", *(["created_at"] if "created_at" in raw.columns else [])).alias(
+            "updated_at"
+        ),
+        first.alias("first_name"),
+        name(F.col("last_name"), ph).alias("last_name"),
+        email(F.col("email"), cfg).alias("email"),
+        phone(F.col("phone"), cfg).alias("phone"),
+        date_of_birth(F.col("date_of_birth"), ph).alias("date_of_birth"),
+        postcode(F.col("postcode"), ph).alias("postcode"),
+        address(F.col("address"), ph).alias("address"),
+        identifier(F.col("device_id"), ph).alias("device_id"),
+        identifier(F.col("account_number"), ph).alias("account_number"),
+    )
+    return std.withColumns(
+        {
+            "first_name_canon": canonical_first_name(F.col("first_name"), cfg.nicknames),
+            "email_local": email_local(F.col("email")),
+        }
+    )
