@@ -78,7 +78,7 @@ def conflict(cfg: StitchConfig, left: str = "l", right: str = "r") -> Column:
             agree = _dates_agree(c(left, field), c(right, field))
         else:
             agree = c(left, field) == c(right, field)
-        out = out | (both & ~agree)
+        out = out | (both & ~F.coalesce(agree, F.lit(False)))
     return out
 
 

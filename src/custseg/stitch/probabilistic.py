@@ -85,46 +85,67 @@ def _key(fields: list[str]) -> Any:
 
 
 def add_blocking_keys(
-    df: DataFrame, rules: list[list[str]], prefix: str, max_block_size: int
-) -> tuple[DataFrame, list[dict[str, Any]]]:
-    """Add ``<prefix><i>`` per rule (null where a field is null or the value is held by
-    more than ``max_block_size`` records) and return the per-rule estimates. Only counts
-    (a handful of numbers per rule) reach the driver."""
-    out = df.withColumns({f"{prefix}{i}": _key(r) for i, r in enumerate(rules)})
-    stats: list[dict[str, Any]] = []
-    for i, rule in enumerate(rules):
-        col = f"{prefix}{i}"
-        counts = out.where(F.col(col).isNotNull()).groupBy(col).agg(F.count("*").alias("n"))
-        big = counts.where(F.col("n") > max_block_size)
-        row = counts.agg(
-            F.sum(F.when(F.col("n") <= max_block_size, F.col("n") * (F.col("n") - 1) / 2)).alias("pairs"),
-            F.sum(F.when(F.col("n") > max_block_size, 1)).alias("big_values"),
-            F.sum(F.when(F.col("n") > max_block_size, F.col("n"))).alias("big_records"),
-            F.sum(F.when(F.col("n") > max_block_size, F.col("n") * (F.col("n") - 1) / 2)).alias("big_pairs"),
-        ).collect()[0]
-        stats.append(
-            {
-                "index": i,
-                "fields": rule,
-                "estimated_pairs": int(row["pairs"] or 0),
-                "oversized_values": int(row["big_values"] or 0),
-                "oversized_records": int(row["big_records"] or 0),
-                "pairs_avoided": int(row["big_pairs"] or 0),
-            }
+    df: DataFrame, rules: dict[str, list[str]], max_block_size: int
+) -> tuple[DataFrame, dict[str, dict[str, Any]]]:
+    """Add one key column per rule (named by the dict key; null where a field is null or
+    the value is held by more than ``max_block_size`` records) and return per-rule
+    estimates. All rules are counted in one aggregation; only a few numbers per rule
+    reach the driver, and the oversized values join back as a broadcast."""
+    out = df.withColumns({name: _key(fields) for name, fields in rules.items()})
+    exploded = out.select(
+        F.explode(
+            F.array(*[F.struct(F.lit(name).alias("rule"), F.col(name).alias("key")) for name in rules])
+        ).alias("rk")
+    ).select("rk.rule", "rk.key")
+    counts = exploded.where(F.col("key").isNotNull()).groupBy("rule", "key").agg(F.count("*").alias("n"))
+    counts = counts.persist()
+    big_n = F.col("n") > max_block_size
+    pairs = F.col("n") * (F.col("n") - 1) / 2
+    rows = {
+        r["rule"]: r
+        for r in counts.groupBy("rule")
+        .agg(
+            F.sum(F.when(~big_n, pairs)).alias("pairs"),
+            F.sum(F.when(big_n, 1)).alias("big_values"),
+            F.sum(F.when(big_n, F.col("n"))).alias("big_records"),
+            F.sum(F.when(big_n, pairs)).alias("big_pairs"),
         )
-        if row["big_values"]:
-            out = (
-                out.join(big.select(col, F.lit(True).alias(f"_big{i}")), col, "left")
-                .withColumn(col, F.when(F.col(f"_big{i}").isNull(), F.col(col)))
-                .drop(f"_big{i}")
+        .collect()
+    }
+    stats: dict[str, dict[str, Any]] = {}
+    for i, (name, fields) in enumerate(rules.items()):
+        row = rows.get(name)
+        stats[name] = {
+            "index": i,
+            "fields": fields,
+            "estimated_pairs": int((row and row["pairs"]) or 0),
+            "oversized_values": int((row and row["big_values"]) or 0),
+            "oversized_records": int((row and row["big_records"]) or 0),
+            "pairs_avoided": int((row and row["big_pairs"]) or 0),
+        }
+        if stats[name]["oversized_values"]:
+            big = counts.where((F.col("rule") == name) & big_n).select(
+                F.col("key").alias(name), F.lit(True).alias("_big")
             )
+            out = (
+                out.join(F.broadcast(big), name, "left")
+                .withColumn(name, F.when(F.col("_big").isNull(), F.col(name)))
+                .drop("_big")
+            )
+    counts.unpersist()
     return out, stats
 
 
 def plan_blocking(df: DataFrame, cfg: StitchConfig) -> tuple[DataFrame, BlockingPlan]:
     """Blocking keys and the budgeted plan: rules kept in order while the estimated
     pairs fit in ``comparison_budget``."""
-    out, stats = add_blocking_keys(df, cfg.blocking_rules, "blk_", cfg.max_block_size)
+    rules = {f"blk_{i}": r for i, r in enumerate(cfg.blocking_rules)}
+    rules.update({f"tblk_{i}": r for i, r in enumerate(cfg.training_rules)})
+    out, by_name = add_blocking_keys(df, rules, cfg.max_block_size)
+    stats = [by_name[f"blk_{i}"] for i in range(len(cfg.blocking_rules))]
+    for i in range(len(cfg.training_rules)):
+        pairs = by_name[f"tblk_{i}"]["estimated_pairs"]
+        log.info("stitch: EM training rule %s: %d pairs", cfg.training_rules[i], pairs)
     total = 0
     for s in stats:
         fits = total + s["estimated_pairs"] <= cfg.comparison_budget
@@ -202,6 +223,11 @@ def _copy_parameters(trained: dict[str, Any], target: dict[str, Any]) -> dict[st
     return out
 
 
+def _quiet_splink() -> None:
+    """Splink prints training progress at INFO on its own handler; keep warnings only."""
+    logging.getLogger("splink").setLevel(logging.WARNING)
+
+
 def training_sample(df: DataFrame, max_records: int, seed: int) -> DataFrame:
     """A bounded sample for training: whole last-name groups (so the pairs EM learns from
     stay together), about ``max_records`` records."""
@@ -220,6 +246,7 @@ def train_model(sample: DataFrame, cfg: StitchConfig, prior: float, seed: int) -
     pdf = sample.toPandas()
     log.info("stitch: training on %d sampled records", len(pdf))
     linker = Linker(pdf, _settings_dict([], prior, "duckdb", term_frequencies=False), DuckDBAPI())
+    _quiet_splink()
     linker.training.estimate_u_using_random_sampling(max_pairs=cfg.u_max_pairs, seed=seed)
     for i, fields in enumerate(cfg.training_rules):
         on = " and ".join(f"l.{f} = r.{f}" for f in fields)
@@ -244,7 +271,6 @@ def probabilistic_links(
     spark = std.sparkSession
     t = time.perf_counter()
     df, plan = plan_blocking(splink_input(std), cfg)
-    df, train_stats = add_blocking_keys(df, cfg.training_rules, "tblk_", cfg.max_block_size)
     df = df.persist()
     n = df.count()
     total_pairs = max(n * (n - 1) / 2, 1.0)
@@ -257,16 +283,17 @@ def probabilistic_links(
     trained = train_model(training_sample(df, cfg.train_max_records, seed), cfg, prior, seed)
     log.info("stitch: model trained in %.1f s", time.perf_counter() - t)
     t = time.perf_counter()
-    model = _copy_parameters(trained, _settings_dict(rules, prior, "spark", term_frequencies=True))
+    model = _copy_parameters(
+        trained, _settings_dict(rules, prior, "spark", term_frequencies=cfg.term_frequencies)
+    )
     db = SparkAPI(spark_session=spark, break_lineage_method="persist")  # type: ignore[no-untyped-call]
     linker = Linker(df, model, db)  # type: ignore[arg-type]
+    _quiet_splink()
     scored = linker.inference.predict(threshold_match_probability=cfg.match_threshold)
     links = scored.as_spark_dataframe().select("rid_l", "rid_r", "match_probability", "match_weight")
     links = links.checkpoint()
     log.info("stitch: %d pairs scored in %.1f s", links.count(), time.perf_counter() - t)
     chart: Any = linker.visualisations.match_weights_chart()
     html = str(chart.to_html())
-    for s in train_stats:
-        log.info("stitch: EM training rule %s: %d pairs", s["fields"], s["estimated_pairs"])
     df.unpersist()
     return ProbabilisticResult(links=links, plan=plan, model=trained, match_weights_html=html, prior=prior)

@@ -117,9 +117,8 @@ def _e164_series(values: pd.Series, region: str) -> pd.Series:
             return None
         return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
 
-    uniques = values.dropna().unique()
-    lookup = {v: one(v) for v in uniques}
-    return values.map(lookup)
+    lookup = {v: one(v) for v in values.dropna().unique()}
+    return pd.Series([lookup.get(v) for v in values], index=values.index, dtype=object)
 
 
 def phone(raw: Column, cfg: StitchConfig) -> Column:
