@@ -16,10 +16,10 @@ import os
 import resource
 import shutil
 import tempfile
-import threading
 import time
 from pathlib import Path
 
+from _common import RssSampler
 from pyspark.sql import functions as F
 
 from custseg.cli import setup_logging
@@ -28,33 +28,6 @@ from custseg.generate import generate_world, write_world
 from custseg.session import build_session
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class RssSampler:
-    """Peak resident memory of a process, sampled from /proc."""
-
-    def __init__(self, pid: int, interval: float = 0.5) -> None:
-        self.pid, self.interval, self.peak_kb = pid, interval, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        self.peak_kb = max(self.peak_kb, int(line.split()[1]))
-            except FileNotFoundError:
-                return
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def folder_bytes(path: Path) -> int:

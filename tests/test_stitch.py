@@ -33,40 +33,121 @@ def person(pid: str, sid: str, system: str = "web", **fields: object) -> dict[st
 # Hand-built cases: names no generated person has, so they can only match each other.
 CASES: list[dict[str, object]] = [
     # nickname: Bob = Robert, same birth date and postcode
-    person("nick", "nick-1", first_name="Robert", last_name="Quillfeather", date_of_birth=date(1971, 3, 9),
-           postcode="KT1 4AB", email="rq@quill.example"),
-    person("nick", "nick-2", "call_centre", first_name="Bob", last_name="Quillfeather",
-           date_of_birth=date(1971, 3, 9), postcode="KT1 4AB", phone="07999 100200"),
+    person(
+        "nick",
+        "nick-1",
+        first_name="Robert",
+        last_name="Quillfeather",
+        date_of_birth=date(1971, 3, 9),
+        postcode="KT1 4AB",
+        email="rq@quill.example",
+    ),
+    person(
+        "nick",
+        "nick-2",
+        "call_centre",
+        first_name="Bob",
+        last_name="Quillfeather",
+        date_of_birth=date(1971, 3, 9),
+        postcode="KT1 4AB",
+        phone="07999 100200",
+    ),
     # typo in the last name
-    person("typo", "typo-1", first_name="Marguerite", last_name="Oyelaran", date_of_birth=date(1988, 11, 23),
-           postcode="LS6 2QT", address="14 Mill Lane Leeds"),
-    person("typo", "typo-2", "app", first_name="Marguerite", last_name="Oyelarn",
-           date_of_birth=date(1988, 11, 23), postcode="LS6 2QT", address="14 Mill Lane Leeds"),
+    person(
+        "typo",
+        "typo-1",
+        first_name="Marguerite",
+        last_name="Oyelaran",
+        date_of_birth=date(1988, 11, 23),
+        postcode="LS6 2QT",
+        address="14 Mill Lane Leeds",
+    ),
+    person(
+        "typo",
+        "typo-2",
+        "app",
+        first_name="Marguerite",
+        last_name="Oyelarn",
+        date_of_birth=date(1988, 11, 23),
+        postcode="LS6 2QT",
+        address="14 Mill Lane Leeds",
+    ),
     # first and last name swapped
-    person("swap", "swap-1", first_name="Tiberius", last_name="Vantongeren", date_of_birth=date(1966, 7, 30),
-           postcode="BT9 5EE", address="2 Kings Road Belfast"),
-    person("swap", "swap-2", "call_centre", first_name="Vantongeren", last_name="Tiberius",
-           date_of_birth=date(1966, 7, 30), postcode="BT9 5EE", address="2 Kings Road Belfast"),
+    person(
+        "swap",
+        "swap-1",
+        first_name="Tiberius",
+        last_name="Vantongeren",
+        date_of_birth=date(1966, 7, 30),
+        postcode="BT9 5EE",
+        address="2 Kings Road Belfast",
+    ),
+    person(
+        "swap",
+        "swap-2",
+        "call_centre",
+        first_name="Vantongeren",
+        last_name="Tiberius",
+        date_of_birth=date(1966, 7, 30),
+        postcode="BT9 5EE",
+        address="2 Kings Road Belfast",
+    ),
     # a transitive chain: email, then phone, then account number
     person("chain", "chain-1", first_name="Ottoline", last_name="Brackenbury", email="otto@brack.example"),
-    person("chain", "chain-2", "app", first_name="Ottoline", last_name="Brackenbury",
-           email="otto@brack.example", phone="07888 123123"),
-    person("chain", "chain-3", "call_centre", first_name="Ottoline", last_name="Brackenbury",
-           phone="07888123123", account_number="ACC7770001"),
+    person(
+        "chain",
+        "chain-2",
+        "app",
+        first_name="Ottoline",
+        last_name="Brackenbury",
+        email="otto@brack.example",
+        phone="07888 123123",
+    ),
+    person(
+        "chain",
+        "chain-3",
+        "call_centre",
+        first_name="Ottoline",
+        last_name="Brackenbury",
+        phone="07888123123",
+        account_number="ACC7770001",
+    ),
     person("chain", "chain-4", first_name="Ottoline", last_name="Brackenbury", account_number="ACC7770001"),
     # a household email: two people, different first names and birth dates
-    person("hh-a", "hh-1", first_name="Perpetua", last_name="Zoller", email="zollers@home.example",
-           date_of_birth=date(1950, 1, 2)),
-    person("hh-b", "hh-2", first_name="Cuthbert", last_name="Zoller", email="zollers@home.example",
-           date_of_birth=date(1952, 6, 7)),
+    person(
+        "hh-a",
+        "hh-1",
+        first_name="Perpetua",
+        last_name="Zoller",
+        email="zollers@home.example",
+        date_of_birth=date(1950, 1, 2),
+    ),
+    person(
+        "hh-b",
+        "hh-2",
+        first_name="Cuthbert",
+        last_name="Zoller",
+        email="zollers@home.example",
+        date_of_birth=date(1952, 6, 7),
+    ),
     # a placeholder phone shared by two unrelated people
     person("ph-a", "ph-1", first_name="Isadora", last_name="Fenwick-Lyle", phone="0000000000"),
-    person("ph-b", "ph-2", "call_centre", first_name="Horatio", last_name="Pemberton-Vane", phone="0000000000"),
+    person(
+        "ph-b", "ph-2", "call_centre", first_name="Horatio", last_name="Pemberton-Vane", phone="0000000000"
+    ),
     # many unrelated John Smiths in one city: same name, different everything else
     *[
-        person(f"smith-{i}", f"smith-{i}", "call_centre", first_name="John", last_name="Smith",
-               date_of_birth=date(1950 + i, 1 + i % 12, 1 + i % 28), postcode=f"E{1 + i} {i % 9}XY",
-               address=f"{10 + i} Station Road London", phone=f"07555 {100000 + i}")
+        person(
+            f"smith-{i}",
+            f"smith-{i}",
+            "call_centre",
+            first_name="John",
+            last_name="Smith",
+            date_of_birth=date(1950 + i, 1 + i % 12, 1 + i % 28),
+            postcode=f"E{1 + i} {i % 9}XY",
+            address=f"{10 + i} Station Road London",
+            phone=f"07555 {100000 + i}",
+        )
         for i in range(25)
     ],
     # the PII canary
@@ -94,7 +175,9 @@ def _case_frame(spark: SparkSession) -> tuple[DataFrame, pd.DataFrame]:
         "phone string, date_of_birth date, postcode string, address string, device_id string, "
         "account_number string, created_at timestamp, updated_at timestamp"
     )
-    rows = [tuple(None if pd.isna(v) else v for v in r) for r in pdf[CONTRACT_COLUMNS].itertuples(index=False)]
+    rows = [
+        tuple(None if pd.isna(v) else v for v in r) for r in pdf[CONTRACT_COLUMNS].itertuples(index=False)
+    ]
     df = spark.createDataFrame(rows, schema)
     truth = pdf[["source_system", "source_id", "case_person"]].rename(columns={"case_person": "person_id"})
     return df, truth
@@ -180,18 +263,37 @@ def test_identity_map_and_golden_records(stitched: Stitched) -> None:
     # Links carry keys and scores only.
     links = store.read("silver.identity_links")
     assert set(links.columns) == {
-        "record_l", "record_r", "link_type", "keys", "match_probability", "match_weight", "accepted", "_run_id",
+        "record_l",
+        "record_r",
+        "link_type",
+        "keys",
+        "match_probability",
+        "match_weight",
+        "accepted",
+        "_run_id",
     } - {"_run_id"}
 
 
 def test_mlflow_outputs_and_no_pii(stitched: Stitched) -> None:
     m = stitched.run.metrics
-    for key in ("deterministic_links", "probabilistic_links", "customers", "oversized_clusters",
-                "low_confidence_customers", "truth.bcubed_f1", "blocking.email.estimated_pairs"):
+    for key in (
+        "deterministic_links",
+        "probabilistic_links",
+        "customers",
+        "oversized_clusters",
+        "low_confidence_customers",
+        "truth.bcubed_f1",
+        "blocking.email.estimated_pairs",
+    ):
         assert key in m, key
     artifacts = Path(str(stitched.cfg.tracking.artifact_location))
     names = {p.name for p in artifacts.rglob("*") if p.is_file()}
-    assert {"splink_model.json", "match_weights.html", "blocking_plan.json", "m_u_probabilities.json"} <= names
+    assert {
+        "splink_model.json",
+        "match_weights.html",
+        "blocking_plan.json",
+        "m_u_probabilities.json",
+    } <= names
     db = Path(stitched.cfg.tracking.uri.removeprefix("sqlite:///")).read_bytes()
     assert CANARY.encode() not in db and b"Birdsong" not in db
     for f in artifacts.rglob("*"):

@@ -35,17 +35,46 @@ def records(spark: SparkSession, rows: list[dict[str, object]]) -> object:
 
 def test_standardisation_by_hand(spark: SparkSession) -> None:
     rows = [
-        {"source_system": "web", "source_id": "1", "first_name": "  Zoë ", "last_name": "O'Brien-Smith",
-         "email": "Jo.Hn.Smith+news@GoogleMail.com", "phone": "07123 456789", "postcode": "sw1a1aa",
-         "address": "Flat 3, 12 High Street, London", "date_of_birth": date(1980, 2, 3),
-         "device_id": " dev-ab12 ", "account_number": "acc 001"},
-        {"source_system": "web", "source_id": "2", "first_name": "BOB", "last_name": "N/A",
-         "email": "test@test.com", "phone": "+44 (0)7123-456-789", "postcode": "N/A",
-         "date_of_birth": date(1900, 1, 1), "address": "  "},
-        {"source_system": "app", "source_id": "3", "first_name": "Liz", "email": "a.b+x@yahoo.co.uk",
-         "phone": "0000000000", "postcode": "EC1A 1BB"},
-        {"source_system": "app", "source_id": "4", "first_name": "Jean-Luc", "email": "not-an-email",
-         "phone": "7123456789", "date_of_birth": date(2999, 1, 1)},
+        {
+            "source_system": "web",
+            "source_id": "1",
+            "first_name": "  Zoë ",
+            "last_name": "O'Brien-Smith",
+            "email": "Jo.Hn.Smith+news@GoogleMail.com",
+            "phone": "07123 456789",
+            "postcode": "sw1a1aa",
+            "address": "Flat 3, 12 High Street, London",
+            "date_of_birth": date(1980, 2, 3),
+            "device_id": " dev-ab12 ",
+            "account_number": "acc 001",
+        },
+        {
+            "source_system": "web",
+            "source_id": "2",
+            "first_name": "BOB",
+            "last_name": "N/A",
+            "email": "test@test.com",
+            "phone": "+44 (0)7123-456-789",
+            "postcode": "N/A",
+            "date_of_birth": date(1900, 1, 1),
+            "address": "  ",
+        },
+        {
+            "source_system": "app",
+            "source_id": "3",
+            "first_name": "Liz",
+            "email": "a.b+x@yahoo.co.uk",
+            "phone": "0000000000",
+            "postcode": "EC1A 1BB",
+        },
+        {
+            "source_system": "app",
+            "source_id": "4",
+            "first_name": "Jean-Luc",
+            "email": "not-an-email",
+            "phone": "7123456789",
+            "date_of_birth": date(2999, 1, 1),
+        },
     ]
     out = {r["rid"]: r for r in standardise_records(records(spark, rows), CFG).collect()}
     a, b, c, d = (out[k] for k in ("web:1", "web:2", "app:3", "app:4"))
@@ -114,14 +143,36 @@ def test_deterministic_guards(spark: SparkSession) -> None:
 
 def test_golden_record_survivorship_by_hand(spark: SparkSession) -> None:
     rows = [
-        {"source_system": "web", "source_id": "w1", "first_name": "Rob", "last_name": "Hale",
-         "email": "rob@a.com", "phone": "07111 000001", "postcode": "AB1 2CD",
-         "updated_at": datetime(2025, 1, 1)},
-        {"source_system": "web", "source_id": "w2", "first_name": "Robert", "last_name": "Hale",
-         "email": "robert@b.com", "postcode": "ZZ9 9ZZ", "updated_at": datetime(2026, 1, 1)},
-        {"source_system": "call_centre", "source_id": "c1", "first_name": "Robert", "last_name": "Hales",
-         "phone": "07111 000002", "date_of_birth": date(1970, 5, 6), "postcode": "N/A",
-         "account_number": "ACC9", "updated_at": datetime(2024, 1, 1)},
+        {
+            "source_system": "web",
+            "source_id": "w1",
+            "first_name": "Rob",
+            "last_name": "Hale",
+            "email": "rob@a.com",
+            "phone": "07111 000001",
+            "postcode": "AB1 2CD",
+            "updated_at": datetime(2025, 1, 1),
+        },
+        {
+            "source_system": "web",
+            "source_id": "w2",
+            "first_name": "Robert",
+            "last_name": "Hale",
+            "email": "robert@b.com",
+            "postcode": "ZZ9 9ZZ",
+            "updated_at": datetime(2026, 1, 1),
+        },
+        {
+            "source_system": "call_centre",
+            "source_id": "c1",
+            "first_name": "Robert",
+            "last_name": "Hales",
+            "phone": "07111 000002",
+            "date_of_birth": date(1970, 5, 6),
+            "postcode": "N/A",
+            "account_number": "ACC9",
+            "updated_at": datetime(2024, 1, 1),
+        },
     ]
     std = standardise_records(records(spark, rows), CFG)
     ids = std.select("rid", F.lit("C1").alias("customer_id"))
@@ -143,15 +194,28 @@ def test_golden_record_survivorship_by_hand(spark: SparkSession) -> None:
 
 def test_ids_are_kept_merged_and_split(spark: SparkSession) -> None:
     prev = spark.createDataFrame(
-        [("web", "a", "C_OLD1"), ("web", "b", "C_OLD1"), ("web", "c", "C_OLD2"), ("web", "d", "C_OLD3"),
-         ("web", "e", "C_OLD3"), ("web", "f", "C_OLD3")],
+        [
+            ("web", "a", "C_OLD1"),
+            ("web", "b", "C_OLD1"),
+            ("web", "c", "C_OLD2"),
+            ("web", "d", "C_OLD3"),
+            ("web", "e", "C_OLD3"),
+            ("web", "f", "C_OLD3"),
+        ],
         "source_system string, source_id string, customer_id string",
     )
     # New clusters: {a, b, c} merges OLD1 and OLD2; {d, e} keeps OLD3; {f} splits off
     # OLD3; {g} is new.
     clusters = spark.createDataFrame(
-        [("web:a", "web:a"), ("web:b", "web:a"), ("web:c", "web:a"), ("web:d", "web:d"), ("web:e", "web:d"),
-         ("web:f", "web:f"), ("web:g", "web:g")],
+        [
+            ("web:a", "web:a"),
+            ("web:b", "web:a"),
+            ("web:c", "web:a"),
+            ("web:d", "web:d"),
+            ("web:e", "web:d"),
+            ("web:f", "web:f"),
+            ("web:g", "web:g"),
+        ],
         "rid string, component string",
     )
     result = assign_ids(clusters, "C", prev)
@@ -161,9 +225,15 @@ def test_ids_are_kept_merged_and_split(spark: SparkSession) -> None:
     fresh = assign_ids(clusters, "C").ids
     content = dict(fresh.select("rid", "customer_id").collect())
     assert ids["web:f"] == content["web:f"] and ids["web:g"] == content["web:g"]
-    assert content["web:a"] == content["web:b"] and content["web:a"].startswith("C") and len(content["web:a"]) == 17
-    changes = {(r["old_customer_id"], r["new_customer_id"], r["n_records"], r["change"])
-               for r in result.changes.collect()}
+    assert (
+        content["web:a"] == content["web:b"]
+        and content["web:a"].startswith("C")
+        and len(content["web:a"]) == 17
+    )
+    changes = {
+        (r["old_customer_id"], r["new_customer_id"], r["n_records"], r["change"])
+        for r in result.changes.collect()
+    }
     assert changes == {("C_OLD2", "C_OLD1", 1, "merged"), ("C_OLD3", ids["web:f"], 1, "split")}
 
 
@@ -172,8 +242,10 @@ def test_scores_match_a_pandas_count(spark: SparkSession) -> None:
     rows = [(f"r{i}", f"P{rng.randrange(40)}", f"C{rng.randrange(50)}") for i in range(300)]
     pdf = pd.DataFrame(rows, columns=["source_id", "person_id", "customer_id"]).assign(source_system="web")
     sdf = spark.createDataFrame(pdf)
-    got = stitch_scores(sdf.select("source_system", "source_id", "customer_id"),
-                        sdf.select("source_system", "source_id", "person_id"))
+    got = stitch_scores(
+        sdf.select("source_system", "source_id", "customer_id"),
+        sdf.select("source_system", "source_id", "person_id"),
+    )
     pairs = [(a, b) for a in range(len(pdf)) for b in range(a + 1, len(pdf))]
     same_c = {(a, b) for a, b in pairs if pdf.customer_id[a] == pdf.customer_id[b]}
     same_p = {(a, b) for a, b in pairs if pdf.person_id[a] == pdf.person_id[b]}
@@ -183,7 +255,11 @@ def test_scores_match_a_pandas_count(spark: SparkSession) -> None:
     c_size = pdf.groupby("customer_id").size()
     p_size = pdf.groupby("person_id").size()
     both = pdf.groupby(["customer_id", "person_id"]).size()
-    b3p = sum(both[(c, p)] / c_size[c] for c, p in zip(pdf.customer_id, pdf.person_id, strict=True)) / len(pdf)
-    b3r = sum(both[(c, p)] / p_size[p] for c, p in zip(pdf.customer_id, pdf.person_id, strict=True)) / len(pdf)
+    b3p = sum(both[(c, p)] / c_size[c] for c, p in zip(pdf.customer_id, pdf.person_id, strict=True)) / len(
+        pdf
+    )
+    b3r = sum(both[(c, p)] / p_size[p] for c, p in zip(pdf.customer_id, pdf.person_id, strict=True)) / len(
+        pdf
+    )
     assert got["bcubed_precision"] == pytest.approx(b3p)
     assert got["bcubed_recall"] == pytest.approx(b3r)
