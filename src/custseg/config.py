@@ -592,7 +592,7 @@ class StitchConfig(_Section):
 
     @model_validator(mode="after")
     def _check_fields(self) -> StitchConfig:
-        fields = set(IDENTITY_FIELDS)
+        fields = {*IDENTITY_FIELDS, "email_local"}
         named = [
             ("deterministic_keys", self.deterministic_keys),
             ("conflict_fields", self.conflict_fields),
@@ -620,7 +620,6 @@ IDENTITY_FIELDS = (
     "address",
     "device_id",
     "account_number",
-    "email_local",
 )
 
 

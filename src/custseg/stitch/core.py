@@ -77,8 +77,14 @@ def _contradicted(std: DataFrame, clusters: DataFrame, fields: list[str]) -> Dat
     return (
         std.join(clusters.select("rid", "component"), "rid")
         .groupBy("component")
-        .agg(*[F.countDistinct(_single_value(f)).alias(f) for f in fields])
-        .where(" or ".join(f"{f} > 1" for f in fields))
+        .agg(
+            *[
+                x
+                for f in fields
+                for x in (F.min(_single_value(f)).alias(f"{f}_lo"), F.max(_single_value(f)).alias(f"{f}_hi"))
+            ]
+        )
+        .where(" or ".join(f"{f}_lo < {f}_hi" for f in fields))
         .select("component")
     )
 
@@ -143,11 +149,18 @@ def stitch_identities(
     # one of is contradicted, and its records go to the probabilistic pass unlinked.
     single = [f for f in cfg.single_valued_fields]
     contradicted = _contradicted(std, det_cc, single)
-    bad_rids = det_cc.join(contradicted, "component").select(F.col("rid").alias("rid_l"))
+    # Dropping every link of a contradicted cluster leaves its records as singletons and
+    # every other cluster as it was: no second connected-components run is needed.
+    det_cc = (
+        det_cc.join(contradicted.withColumn("bad", F.lit(True)), "component", "left")
+        .withColumn("component", F.when(F.col("bad"), F.col("rid")).otherwise(F.col("component")))
+        .checkpoint()
+    )
+    bad_rids = det_cc.where(F.col("bad")).select(F.col("rid").alias("rid_l"))
+    det_cc = det_cc.drop("bad")
     n_det_all = det_links.count()
     det_links = det_links.join(bad_rids, "rid_l", "left_anti").checkpoint()
     n_det = det_links.count()
-    det_cc = _components(std.select("rid"), det_links, cfg.max_iterations)
     std_c = std.join(det_cc.withColumnRenamed("component", "det_cluster"), "rid")
     lap("deterministic")
 

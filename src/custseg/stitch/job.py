@@ -21,6 +21,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from custseg import hadoopfs
 from custseg.config import Config
+from custseg.ingest.contract import CONTRACTS
 from custseg.stitch.core import StitchResult, stitch_identities
 from custseg.stitch.quality import stitch_scores
 
@@ -29,21 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CONTRACT_COLUMNS = [
-    "source_system",
-    "source_id",
-    "first_name",
-    "last_name",
-    "email",
-    "phone",
-    "date_of_birth",
-    "postcode",
-    "address",
-    "device_id",
-    "account_number",
-    "created_at",
-    "updated_at",
-]
+CONTRACT_COLUMNS = list(CONTRACTS["identity_records"].names)
 
 
 def truth_frame(spark: SparkSession, cfg: Config) -> DataFrame | None:

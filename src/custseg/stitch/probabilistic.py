@@ -23,22 +23,11 @@ from typing import Any
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from custseg.config import StitchConfig
+from custseg.config import IDENTITY_FIELDS, StitchConfig
 
 log = logging.getLogger(__name__)
 
-SPLINK_COLUMNS = (
-    "first_name",
-    "last_name",
-    "email",
-    "phone",
-    "date_of_birth",
-    "postcode",
-    "address",
-    "device_id",
-    "account_number",
-    "email_local",
-)
+SPLINK_COLUMNS = (*IDENTITY_FIELDS, "email_local")
 
 
 @dataclass

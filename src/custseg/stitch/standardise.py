@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.pandas.functions import pandas_udf
 
-from custseg.config import StitchConfig
+from custseg.config import IDENTITY_FIELDS, StitchConfig
 
 _ACCENTED = "àáâãäåāăąçćčďèéêëēėęěğìíîïīįıłñńňòóôõöøōőŕřśšşťùúûüūůűųýÿžźż"
 _PLAIN = "aaaaaaaaacccdeeeeeeeegiiiiiiilnnnooooooooorrsssstuuuuuuuuyyzzz"
@@ -37,17 +37,6 @@ _ADDRESS_WORDS = {
     "apartment": "flat",
     "apt": "flat",
 }
-IDENTITY_COLUMNS = (
-    "first_name",
-    "last_name",
-    "email",
-    "phone",
-    "date_of_birth",
-    "postcode",
-    "address",
-    "device_id",
-    "account_number",
-)
 
 
 def _blank_to_null(c: Column) -> Column:
@@ -178,7 +167,7 @@ def standardise_records(records: DataFrame, cfg: StitchConfig) -> DataFrame:
     if missing:
         raise ValueError(f"identity records need columns {missing}; got {records.columns}")
     raw = records
-    for c in IDENTITY_COLUMNS:
+    for c in IDENTITY_FIELDS:
         if c not in raw.columns:
             raw = raw.withColumn(c, F.lit(None).cast("date" if c == "date_of_birth" else "string"))
     if "updated_at" not in raw.columns:
