@@ -8,6 +8,10 @@ one ever-growing plan that ran the driver out of heap here). Every iteration:
 2. pointer jumping: it then takes the label of its label (halves chain lengths);
 3. the labels are checkpointed, which cuts the lineage, and the changed labels counted.
 
+Checkpoints are local (executor storage) by default: the labels are small and rebuilt in
+seconds, and a reliable checkpoint per iteration cost more than the iteration; pass
+``reliable=True`` to write them to the checkpoint directory instead.
+
 Labels only decrease and are always ids of the same component, so at the fixed point
 every component carries its smallest vertex id. Only vertices with an edge take part;
 isolated vertices are their own component.
@@ -27,7 +31,7 @@ class ComponentsDidNotConverge(RuntimeError):
     """Labels still changed after the iteration limit."""
 
 
-def connected_components(edges: DataFrame, *, max_iterations: int = 50, checkpoint: bool = True) -> DataFrame:
+def connected_components(edges: DataFrame, *, max_iterations: int = 50, reliable: bool = False) -> DataFrame:
     """(id, component) for every vertex of ``edges`` (columns ``src``, ``dst``); the
     component is the smallest id in it. Raises ComponentsDidNotConverge after
     ``max_iterations`` iterations with labels still changing."""
@@ -37,10 +41,7 @@ def connected_components(edges: DataFrame, *, max_iterations: int = 50, checkpoi
         .where(F.col("a") != F.col("b"))
         .distinct()
     )
-    if checkpoint:
-        both = both.checkpoint()
-    else:
-        both = both.cache()
+    both = both.checkpoint() if reliable else both.localCheckpoint()
     labels = both.select(F.col("a").alias("id")).distinct().withColumn("label", F.col("id"))
     for iteration in range(1, max_iterations + 1):
         neighbour = both.join(labels.withColumnRenamed("id", "b"), "b").select(
@@ -51,7 +52,7 @@ def connected_components(edges: DataFrame, *, max_iterations: int = 50, checkpoi
         jumped = smallest.join(pointer, "label", "left").select(
             "id", F.least("label", F.coalesce("jump", "label")).alias("label")
         )
-        jumped = jumped.checkpoint() if checkpoint else jumped.localCheckpoint()
+        jumped = jumped.checkpoint() if reliable else jumped.localCheckpoint()
         changed = (
             jumped.alias("n")
             .join(labels.alias("o"), "id")

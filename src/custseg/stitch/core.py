@@ -173,7 +173,21 @@ def stitch_identities(
     lap("probabilistic")
 
     links = det_links.select(*LINK_COLUMNS).unionByName(prob_links).checkpoint()
-    clusters = _components(std.select("rid"), links, cfg.max_iterations).checkpoint()
+    # Deterministic clusters are connected already: contract each to one vertex and run
+    # the components over the probabilistic links between them only.
+    member = std_c.select("rid", "det_cluster")
+    between = (
+        prob_links.join(member.withColumnRenamed("rid", "rid_l"), "rid_l")
+        .select("rid_r", F.col("det_cluster").alias("src"))
+        .join(member.withColumnRenamed("rid", "rid_r"), "rid_r")
+        .select("src", F.col("det_cluster").alias("dst"))
+    )
+    merged = connected_components(between, max_iterations=cfg.max_iterations)
+    clusters = (
+        member.join(merged.withColumnRenamed("id", "det_cluster"), "det_cluster", "left")
+        .select("rid", F.coalesce("component", "det_cluster").alias("component"))
+        .checkpoint()
+    )
     sizes = clusters.groupBy("component").agg(F.count("*").alias("cluster_size"))
     oversized = sizes.where(F.col("cluster_size") > cfg.max_cluster_size).select("component")
     contradicted = _contradicted(std, clusters, cfg.single_valued_fields)
