@@ -37,27 +37,14 @@ from custseg.config import CALL_CENTRE_COLUMNS, GenerateConfig
 from custseg.generate import corrupt as C
 from custseg.generate import world as W
 from custseg.generate.spec import WorldSpec
+from custseg.ingest.contract import CONTRACTS
 
 if TYPE_CHECKING:
     from custseg.pipeline import StageContext
 
 log = logging.getLogger(__name__)
 
-IDENTITY_COLUMNS = (
-    "source_system",
-    "source_id",
-    "first_name",
-    "last_name",
-    "email",
-    "phone",
-    "date_of_birth",
-    "postcode",
-    "address",
-    "device_id",
-    "account_number",
-    "created_at",
-    "updated_at",
-)
+IDENTITY_COLUMNS = CONTRACTS["identity_records"].names  # the generator writes the contract
 # The call centre's export uses its own names (CALL_CENTRE_COLUMNS, shared with the ingest
 # defaults), UK day-first dates and addresses over two lines.
 CALL_CENTRE_DATE = "dd/MM/yyyy"
