@@ -16,7 +16,7 @@ from custseg.stitch.deterministic import deterministic_links
 from custseg.stitch.golden import golden_records
 from custseg.stitch.ids import assign_ids
 from custseg.stitch.probabilistic import BlockingPlan, probabilistic_links
-from custseg.stitch.standardise import standardise_records
+from custseg.stitch.standardise import date_up_to_swap, standardise_records
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +59,7 @@ def _components(rids: DataFrame, links: DataFrame, max_iterations: int) -> DataF
 def _single_value(field: str) -> Column:
     """The field as compared for contradictions: a birth date with day and month swapped
     is the same date typed the other way round, not a second person."""
-    if field == "date_of_birth":
-        d = F.col(field)
-        return F.when(
-            d.isNotNull(),
-            F.concat_ws(
-                "-", F.year(d), F.least(F.month(d), F.dayofmonth(d)), F.greatest(F.month(d), F.dayofmonth(d))
-            ),
-        )
-    return F.col(field)
+    return date_up_to_swap(F.col(field)) if field == "date_of_birth" else F.col(field)
 
 
 def _contradicted(std: DataFrame, clusters: DataFrame, fields: list[str]) -> DataFrame:
@@ -147,8 +139,7 @@ def stitch_identities(
     # Closure can join people no single key contradicts (A shares an email with B, B a
     # device with C): a deterministic cluster holding two values of a field a person has
     # one of is contradicted, and its records go to the probabilistic pass unlinked.
-    single = [f for f in cfg.single_valued_fields]
-    contradicted = _contradicted(std, det_cc, single)
+    contradicted = _contradicted(std, det_cc, cfg.single_valued_fields)
     # Dropping every link of a contradicted cluster leaves its records as singletons and
     # every other cluster as it was: no second connected-components run is needed.
     det_cc = (
@@ -192,14 +183,19 @@ def stitch_identities(
     oversized = sizes.where(F.col("cluster_size") > cfg.max_cluster_size).select("component")
     contradicted = _contradicted(std, clusters, cfg.single_valued_fields)
     review = (
-        oversized.withColumn("contradicted", F.lit(False))
-        .unionByName(contradicted.withColumn("contradicted", F.lit(True)))
+        oversized.withColumns({"oversized": F.lit(True), "contradicted": F.lit(False)})
+        .unionByName(contradicted.withColumns({"oversized": F.lit(False), "contradicted": F.lit(True)}))
         .groupBy("component")
-        .agg(F.max("contradicted").alias("contradicted"))
+        .agg(F.max("oversized").alias("oversized"), F.max("contradicted").alias("contradicted"))
         .checkpoint()
     )
-    n_oversized = oversized.count()
-    n_contradicted = contradicted.count()
+    # Counted from the checkpoint: the contradiction aggregate over every record runs once.
+    review_counts = review.agg(
+        F.sum(F.col("oversized").cast("int")).alias("oversized"),
+        F.sum(F.col("contradicted").cast("int")).alias("contradicted"),
+    ).collect()[0]
+    n_oversized = int(review_counts["oversized"] or 0)
+    n_contradicted = int(review_counts["contradicted"] or 0)
     used = links.withColumn("accepted", F.lit(True))
     if n_oversized or n_contradicted:
         # Re-examine: in a contradicted cluster keep only links whose records agree on a

@@ -15,6 +15,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from custseg.config import StitchConfig
+from custseg.stitch.standardise import date_up_to_swap
 
 
 @dataclass(frozen=True)
@@ -33,15 +34,6 @@ def key_values(std: DataFrame, keys: list[str]) -> DataFrame:
         .select("rid", "kv.key", "kv.value")
         .where(F.col("value").isNotNull())
     )
-
-
-def _dates_agree(left: Column, right: Column) -> Column:
-    swapped = (
-        (F.year(left) == F.year(right))
-        & (F.month(left) == F.dayofmonth(right))
-        & (F.dayofmonth(left) == F.month(right))
-    )
-    return (left == right) | swapped
 
 
 def _first_names_agree(
@@ -75,7 +67,7 @@ def conflict(cfg: StitchConfig, left: str = "l", right: str = "r") -> Column:
                 c(right, "last_name"),
             )
         elif field == "date_of_birth":
-            agree = _dates_agree(c(left, field), c(right, field))
+            agree = date_up_to_swap(c(left, field)) == date_up_to_swap(c(right, field))
         else:
             agree = c(left, field) == c(right, field)
         out = out | (both & ~F.coalesce(agree, F.lit(False)))
@@ -85,7 +77,9 @@ def conflict(cfg: StitchConfig, left: str = "l", right: str = "r") -> Column:
 def deterministic_links(std: DataFrame, cfg: StitchConfig) -> DeterministicResult:
     """Links between records sharing a usable strong key and not in conflict."""
     kv = key_values(std, cfg.deterministic_keys)
-    counts = kv.groupBy("key", "value").agg(F.count("*").alias("n_records"))
+    # Links and guarded keys both read the counts and the checked pairs: materialise them
+    # once instead of running the key self-join twice.
+    counts = kv.groupBy("key", "value").agg(F.count("*").alias("n_records")).localCheckpoint()
     too_many = counts.where(F.col("n_records") > cfg.max_key_records).select(
         "key",
         F.sha2("value", 256).alias("value_hash"),
@@ -106,6 +100,7 @@ def deterministic_links(std: DataFrame, cfg: StitchConfig) -> DeterministicResul
         pairs.join(side.alias("l"), F.col("rid_l") == F.col("l.rid"))
         .join(side.alias("r"), F.col("rid_r") == F.col("r.rid"))
         .select("rid_l", "rid_r", "key", "value", conflict(cfg).alias("conflict"))
+        .localCheckpoint()
     )
     # A key value whose holders contradict each other (two birth dates, two phones...)
     # belongs to more than one person: none of its pairs is a link, however many of them

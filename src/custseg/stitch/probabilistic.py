@@ -17,6 +17,7 @@ module adds:
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -217,10 +218,9 @@ def _quiet_splink() -> None:
     logging.getLogger("splink").setLevel(logging.WARNING)
 
 
-def training_sample(df: DataFrame, max_records: int, seed: int) -> DataFrame:
-    """A bounded sample for training: whole last-name groups (so the pairs EM learns from
-    stay together), about ``max_records`` records."""
-    n = df.count()
+def training_sample(df: DataFrame, n: int, max_records: int, seed: int) -> DataFrame:
+    """A bounded sample of ``df`` (``n`` records) for training: whole last-name groups (so
+    the pairs EM learns from stay together), about ``max_records`` records."""
     fraction = min(1.0, max_records / max(n, 1))
     bucket = F.abs(F.xxhash64(F.lit(seed), F.coalesce("last_name", "first_name", "rid"))) % 1_000_000
     return df.where(bucket < F.lit(int(fraction * 1_000_000))).limit(max_records)
@@ -252,11 +252,9 @@ def probabilistic_links(
     """Train a Fellegi-Sunter model with Splink and score the budgeted candidate pairs
     between different deterministic clusters on Spark; links at or above
     ``match_threshold``."""
-    import time
-
     from splink import Linker, SparkAPI
 
-    logging.getLogger("splink").setLevel(logging.WARNING)
+    _quiet_splink()
     spark = std.sparkSession
     t = time.perf_counter()
     df, plan = plan_blocking(splink_input(std), cfg)
@@ -269,7 +267,7 @@ def probabilistic_links(
         raise ValueError("stitch: no blocking rule fits stitch.comparison_budget; raise it or add rules")
     log.info("stitch: blocking plan in %.1f s", time.perf_counter() - t)
     t = time.perf_counter()
-    trained = train_model(training_sample(df, cfg.train_max_records, seed), cfg, prior, seed)
+    trained = train_model(training_sample(df, n, cfg.train_max_records, seed), cfg, prior, seed)
     log.info("stitch: model trained in %.1f s", time.perf_counter() - t)
     t = time.perf_counter()
     model = _copy_parameters(

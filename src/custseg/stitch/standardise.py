@@ -146,6 +146,17 @@ def date_of_birth(raw: Column, placeholders: Iterable[str], as_of: Column | None
     return F.when(ok, d)
 
 
+def date_up_to_swap(d: Column) -> Column:
+    """A date as ``year-min(month, day)-max(month, day)``: equal for a date and the same
+    date with day and month swapped (typed the other way round), null for null."""
+    return F.when(
+        d.isNotNull(),
+        F.concat_ws(
+            "-", F.year(d), F.least(F.month(d), F.dayofmonth(d)), F.greatest(F.month(d), F.dayofmonth(d))
+        ),
+    )
+
+
 def address(raw: Column, placeholders: Iterable[str]) -> Column:
     """Folded, punctuation to spaces, common street words abbreviated, spaces collapsed."""
     c = F.regexp_replace(fold(not_placeholder(raw, placeholders)), "[^a-z0-9]+", " ")
