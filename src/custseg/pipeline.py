@@ -35,11 +35,12 @@ StageFn = Callable[[StageContext], None]
 
 
 def _registry() -> dict[str, StageFn]:
+    from custseg.features.job import run_features
     from custseg.generate.job import run_generate
     from custseg.ingest.job import run_ingest
     from custseg.stitch.job import run_stitch
 
-    return {"generate": run_generate, "ingest": run_ingest, "stitch": run_stitch}
+    return {"generate": run_generate, "ingest": run_ingest, "stitch": run_stitch, "features": run_features}
 
 
 def stage_names() -> list[str]:

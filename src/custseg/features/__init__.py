@@ -1,0 +1,25 @@
+"""Customer features (stage ``features``): windowed RFM, margin, cost-to-serve, engagement."""
+
+from custseg.features.core import (
+    DEFAULT_WINDOWS,
+    EventTables,
+    build_customer_features,
+    build_feature_snapshots,
+    customer_attributes,
+    customer_days,
+    event_mapping_report,
+    features_from_customer_days,
+    month_end_snapshots,
+)
+
+__all__ = [
+    "DEFAULT_WINDOWS",
+    "EventTables",
+    "build_customer_features",
+    "build_feature_snapshots",
+    "customer_attributes",
+    "customer_days",
+    "event_mapping_report",
+    "features_from_customer_days",
+    "month_end_snapshots",
+]

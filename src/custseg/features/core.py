@@ -1,0 +1,578 @@
+"""Customer features per customer and snapshot date, from the events and the identity map.
+
+One pass over the events: every event table is projected onto one narrow schema, joined
+once to the identity map and aggregated to one row per customer and calendar day
+(`customer_days`). Every snapshot and window is then built from those customer-day rows:
+each row is exploded to the snapshots whose longest window holds it and all windows are
+conditional aggregates of one ``groupBy``. Lifetime purchase features (first and last
+purchase, gaps, dominant channel) come from the purchase days alone, which are few.
+Everything is exact to the calendar day (session time zone, UTC by config): a snapshot
+at D uses events with day < D; a window of w days is [D - w days, D).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WINDOWS = (30, 90, 180, 365, 1095)
+KEY = ("source_system", "source_id")
+STATUS_MAPPED, STATUS_UNMAPPED, STATUS_ANONYMOUS = "mapped", "unmapped", "anonymous"
+
+# Per-day measures of customer_days, by the event table they come from. ``n_<table>`` counts
+# the table's rows (also for the mapping report).
+TABLE_MEASURES: dict[str, tuple[str, ...]] = {
+    "transactions": (
+        "n_transactions",
+        "orders",
+        "net_amount",
+        "order_amount",
+        "gross_amount",
+        "discount",
+        "cogs",
+    ),
+    "support_contacts": ("n_support_contacts", "support_minutes", "support_cost", "support_resolved"),
+    "product_usage": ("n_product_usage", "sessions", "events", "active_minutes", "features_used"),
+    "marketing_touches": ("n_marketing_touches", "touch_cost"),
+}
+TABLE_REQUIRED: dict[str, tuple[str, ...]] = {
+    "transactions": (
+        "source_system",
+        "source_id",
+        "ts",
+        "amount",
+        "discount",
+        "cost",
+        "product_category",
+        "channel",
+    ),
+    "support_contacts": ("source_system", "source_id", "ts", "handle_minutes", "resolved", "cost"),
+    "product_usage": (
+        "source_system",
+        "source_id",
+        "date",
+        "sessions",
+        "events",
+        "active_minutes",
+        "features_used",
+    ),
+    "marketing_touches": ("source_system", "source_id", "ts", "cost"),
+}
+IDENTITY_MAP_REQUIRED = ("source_system", "source_id", "customer_id")
+
+# Window features: name -> (aggregate, source measure); "sum" of a null-free measure is 0
+# for a customer with no rows in the window. Derived ones are computed after the groupBy.
+WINDOW_SUMS: dict[str, str] = {
+    "orders": "orders",
+    "monetary": "net_amount",
+    "gross_sales": "gross_amount",
+    "discount": "discount",
+    "cogs": "cogs",
+    "support_contacts": "n_support_contacts",
+    "support_minutes": "support_minutes",
+    "support_cost": "support_cost",
+    "support_resolved": "support_resolved",
+    "sessions": "sessions",
+    "events": "events",
+    "active_minutes": "active_minutes",
+    "touches": "n_marketing_touches",
+    "touch_cost": "touch_cost",
+}
+WINDOW_MAX: dict[str, str] = {"max_daily_features_used": "features_used"}
+# Days with at least one row of the measure's table (several records of one customer can
+# have usage on the same day: one active day).
+WINDOW_DAYS: dict[str, str] = {"active_days": "n_product_usage"}
+WINDOW_FEATURES_BY_TABLE: dict[str, tuple[str, ...]] = {
+    "transactions": (
+        "orders",
+        "monetary",
+        "gross_sales",
+        "discount",
+        "cogs",
+        "gross_margin",
+        "discount_share",
+    ),
+    "support_contacts": ("support_contacts", "support_minutes", "support_cost", "support_resolved"),
+    "product_usage": ("active_days", "sessions", "events", "active_minutes", "max_daily_features_used"),
+    "marketing_touches": ("touches", "touch_cost"),
+}
+
+
+@dataclass(frozen=True)
+class EventTables:
+    """The event tables of the data contract; any but transactions may be absent (None)."""
+
+    transactions: DataFrame
+    support_contacts: DataFrame | None = None
+    product_usage: DataFrame | None = None
+    marketing_touches: DataFrame | None = None
+
+    def present(self) -> dict[str, DataFrame]:
+        tables = {
+            "transactions": self.transactions,
+            "support_contacts": self.support_contacts,
+            "product_usage": self.product_usage,
+            "marketing_touches": self.marketing_touches,
+        }
+        return {name: df for name, df in tables.items() if df is not None}
+
+
+def as_date(value: date | str, name: str = "as_of") -> date:
+    """A date from a ``date`` or an ISO ``YYYY-MM-DD`` string; ValueError naming ``name``."""
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError as exc:
+            raise ValueError(f"{name} must be an ISO date (YYYY-MM-DD), got {value!r}") from exc
+    raise TypeError(f"{name} must be a datetime.date or an ISO date string, got {type(value).__name__}")
+
+
+def month_end_snapshots(as_of: date | str, months: int = 12) -> list[date]:
+    """``as_of`` and the ``months`` month-end snapshots before it, ascending.
+
+    A month-end snapshot is taken on the first day of the next month, so it holds every
+    event of the month. ``as_of`` itself is included (once, if it is a first of month).
+    """
+    end = as_of_date = as_date(as_of)
+    firsts: list[date] = []
+    year, month = end.year, end.month
+    if end.day == 1:  # as_of is itself a month-end snapshot
+        month -= 1
+    for _ in range(months):
+        if month == 0:
+            year, month = year - 1, 12
+        firsts.append(date(year, month, 1))
+        month -= 1
+    return sorted({*firsts, as_of_date})
+
+
+def _require(df: DataFrame, columns: Sequence[str], table: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{table}: missing column(s) {missing}; it has {df.columns}")
+
+
+def _dbl(name: str) -> Column:
+    """A measure as a double, null as 0 (a missing minute or cost adds nothing)."""
+    return F.coalesce(F.col(name).cast("double"), F.lit(0.0))
+
+
+def _narrow(name: str, df: DataFrame) -> DataFrame:
+    """One event table as (source_system, source_id, day, its measures, order channel/category)."""
+    _require(df, TABLE_REQUIRED[name], name)
+    day = F.col("date") if name == "product_usage" else F.to_date("ts")
+    if name == "transactions":
+        is_order = F.col("amount") > 0  # a refund is a row with a negative amount, not an order
+        measures = {
+            "orders": is_order.cast("long"),
+            "net_amount": _dbl("amount"),
+            "order_amount": F.when(is_order, _dbl("amount")).otherwise(0.0),
+            "gross_amount": F.when(is_order, _dbl("amount") + _dbl("discount")).otherwise(0.0),
+            "discount": F.when(is_order, _dbl("discount")).otherwise(0.0),
+            "cogs": _dbl("cost"),
+            "order_channel": F.when(is_order, F.col("channel")),
+            "order_category": F.when(is_order, F.col("product_category")),
+        }
+    elif name == "support_contacts":
+        measures = {
+            "support_minutes": _dbl("handle_minutes"),
+            "support_cost": _dbl("cost"),
+            "support_resolved": F.coalesce(F.col("resolved"), F.lit(False)).cast("long"),
+        }
+    elif name == "product_usage":
+        measures = {
+            "sessions": F.coalesce(F.col("sessions"), F.lit(0)).cast("long"),
+            "events": F.coalesce(F.col("events"), F.lit(0)).cast("long"),
+            "active_minutes": _dbl("active_minutes"),
+            "features_used": F.coalesce(F.col("features_used"), F.lit(0)).cast("int"),
+        }
+    else:
+        measures = {"touch_cost": _dbl("cost")}
+    return df.select(
+        F.col("source_system").cast("string").alias("source_system"),
+        F.col("source_id").cast("string").alias("source_id"),
+        day.alias("day"),
+        F.lit(1).cast("long").alias(f"n_{name}"),
+        *[c.alias(n) for n, c in measures.items()],
+    )
+
+
+def customer_days(events: EventTables, identity_map: DataFrame) -> DataFrame:
+    """Every event table summed per (customer_id, day), after one join to the identity map.
+
+    Columns: customer_id, day, mapping_status, the measures of ``TABLE_MEASURES`` of the
+    tables given (others absent), ``order_channels`` and ``order_categories`` (one entry per
+    order). Events whose key maps to no customer keep customer_id null with
+    mapping_status ``unmapped`` (``anonymous`` for a touch without a source id), so they
+    are counted, not lost. Events without a day (null timestamp) are ``undated``.
+    """
+    _require(identity_map, IDENTITY_MAP_REQUIRED, "identity_map")
+    narrow = [_narrow(name, df) for name, df in events.present().items()]
+    union = narrow[0]
+    for df in narrow[1:]:
+        union = union.unionByName(df, allowMissingColumns=True)
+    id_map = identity_map.select(*KEY, "customer_id").dropDuplicates(list(KEY))
+    joined = union.join(id_map, on=list(KEY), how="left")
+    status = (
+        F.when(F.col("customer_id").isNotNull(), F.lit(STATUS_MAPPED))
+        .when(F.col("source_id").isNull(), F.lit(STATUS_ANONYMOUS))
+        .otherwise(F.lit(STATUS_UNMAPPED))
+    )
+    measures = [m for m in union.columns if m not in (*KEY, "day", "order_channel", "order_category")]
+    aggs = [(F.max(m) if m == "features_used" else F.sum(m)).alias(m) for m in measures]
+    if "order_channel" in union.columns:
+        aggs += [
+            F.collect_list("order_channel").alias("order_channels"),
+            F.collect_list("order_category").alias("order_categories"),
+        ]
+    return joined.groupBy("customer_id", "day", status.alias("mapping_status")).agg(*aggs)
+
+
+def event_mapping_report(days: DataFrame) -> DataFrame:
+    """Per event table: events, mapped, unmapped and anonymous row counts (a tiny table)."""
+    tables = [t for t in TABLE_MEASURES if f"n_{t}" in days.columns]
+    agg = days.groupBy("mapping_status").agg(*[F.sum(f"n_{t}").alias(t) for t in tables])
+    stacked = agg.select(
+        "mapping_status",
+        F.explode(F.array(*[F.struct(F.lit(t).alias("table"), F.col(t).alias("n")) for t in tables])).alias(
+            "x"
+        ),
+    ).select("mapping_status", "x.table", F.coalesce("x.n", F.lit(0)).alias("n"))
+
+    def count(status: str) -> Column:
+        return F.sum(F.when(F.col("mapping_status") == status, F.col("n")).otherwise(0))
+
+    return stacked.groupBy("table").agg(
+        F.sum("n").cast("long").alias("events"),
+        count(STATUS_MAPPED).cast("long").alias("mapped"),
+        count(STATUS_UNMAPPED).cast("long").alias("unmapped"),
+        count(STATUS_ANONYMOUS).cast("long").alias("anonymous"),
+    )
+
+
+def _snapshot_array(snapshot_dates: Sequence[date]) -> Column:
+    return F.array(*[F.lit(d) for d in snapshot_dates])
+
+
+def explode_to_snapshots(
+    df: DataFrame, snapshot_dates: Sequence[date], horizon_days: int | None
+) -> DataFrame:
+    """Each row once per snapshot D with day < D (and day >= D - horizon), with days_ago."""
+    day = F.col("day")
+
+    def holds(d: Column) -> Column:
+        before = day < d
+        return before if horizon_days is None else before & (day >= F.date_sub(d, horizon_days))
+
+    return df.withColumn(
+        "snapshot_date", F.explode(F.filter(_snapshot_array(snapshot_dates), holds))
+    ).withColumn("days_ago", F.datediff("snapshot_date", "day"))
+
+
+def in_window(days: int) -> Column:
+    """True for a row inside the window of ``days`` days before the snapshot: [D - days, D)."""
+    return F.col("days_ago") <= days
+
+
+def _window_aggregates(days: DataFrame, windows: Sequence[int], trend_days: int) -> list[Column]:
+    aggs: list[Column] = []
+    for w in windows:
+        for name, measure in WINDOW_SUMS.items():
+            if measure in days.columns:
+                aggs.append(F.sum(F.when(in_window(w), F.col(measure)).otherwise(0)).alias(f"{name}_{w}d"))
+        for name, measure in WINDOW_DAYS.items():
+            if measure in days.columns:
+                active = in_window(w) & (F.col(measure) > 0)
+                aggs.append(F.sum(F.when(active, 1).otherwise(0)).cast("long").alias(f"{name}_{w}d"))
+        for name, measure in WINDOW_MAX.items():
+            if measure in days.columns:
+                aggs.append(F.max(F.when(in_window(w), F.col(measure)).otherwise(0)).alias(f"{name}_{w}d"))
+    if "sessions" in days.columns:
+        recent = F.col("days_ago") <= trend_days
+        before = (F.col("days_ago") > trend_days) & (F.col("days_ago") <= 2 * trend_days)
+        aggs += [
+            F.sum(F.when(recent, F.col("sessions")).otherwise(0)).alias("_sessions_recent"),
+            F.sum(F.when(before, F.col("sessions")).otherwise(0)).alias("_sessions_before"),
+        ]
+    return aggs
+
+
+def _derived_window_features(df: DataFrame, windows: Sequence[int], tables: Sequence[str]) -> DataFrame:
+    cols: dict[str, Column] = {}
+    for w in windows:
+        s = f"_{w}d"
+        if "transactions" in tables:
+            cols["gross_margin" + s] = F.col("monetary" + s) - F.col("cogs" + s)
+            cols["discount_share" + s] = F.when(
+                F.col("gross_sales" + s) > 0, F.col("discount" + s) / F.col("gross_sales" + s)
+            ).otherwise(0.0)
+        costs = [F.col(c + s) for c in ("support_cost", "touch_cost") if c + s in df.columns]
+        cols["cost_to_serve" + s] = sum(costs[1:], costs[0]) if costs else F.lit(0.0)
+        if "transactions" in tables:
+            cols["profit" + s] = F.col("gross_margin" + s) - F.col("cost_to_serve" + s)
+    return df.withColumns(cols)
+
+
+def _lifetime_purchases(days: DataFrame, snapshot_dates: Sequence[date]) -> DataFrame:
+    """First/last purchase, orders, AOV, purchase-day gaps and dominant channel/category."""
+    purchase_days = days.where(F.col("orders") > 0).select(
+        "customer_id", "day", "orders", "order_amount", "order_channels", "order_categories"
+    )
+    by_customer = Window.partitionBy("customer_id").orderBy("day")
+    with_gaps = purchase_days.withColumn("gap_days", F.datediff("day", F.lag("day").over(by_customer)))
+    exploded = explode_to_snapshots(with_gaps, snapshot_dates, horizon_days=None)
+    gap = F.col("gap_days").cast("double")
+    stats = exploded.groupBy("customer_id", "snapshot_date").agg(
+        F.min("day").alias("first_purchase_date"),
+        F.max("day").alias("last_purchase_date"),
+        F.sum("orders").alias("orders_lifetime"),
+        F.sum("order_amount").alias("_order_amount_lifetime"),
+        F.count("*").alias("purchase_days"),
+        F.avg(gap).alias("mean_gap_days"),
+        F.stddev_samp(gap).alias("std_gap_days"),
+    )
+    # Mode over orders, ties to the alphabetically first value (documented in docs/features.md).
+    orders = exploded.select(
+        "customer_id",
+        "snapshot_date",
+        F.explode(F.arrays_zip("order_channels", "order_categories")).alias("o"),
+    )
+    dominant = orders.groupBy("customer_id", "snapshot_date").agg(
+        F.mode("o.order_channels", deterministic=True).alias("dominant_channel"),
+        F.mode("o.order_categories", deterministic=True).alias("dominant_product_category"),
+    )
+    return stats.join(dominant, on=["customer_id", "snapshot_date"], how="left")
+
+
+def customer_attributes(
+    attributes: DataFrame,
+    identity_map: DataFrame,
+    *,
+    categorical: Sequence[str],
+    numeric: Sequence[str] = (),
+    source_priority: Sequence[str] = ("web", "app", "call_centre"),
+) -> DataFrame:
+    """One row per customer: each attribute by survivorship of its rows.
+
+    Rule per attribute: the most frequent non-null value among the customer's attribute
+    rows; ties go to the system earliest in ``source_priority``, then the smallest value.
+    """
+    names = [*categorical, *numeric]
+    _require(attributes, [*KEY, *names], "customer_attributes")
+    _require(identity_map, IDENTITY_MAP_REQUIRED, "identity_map")
+    if not names:
+        return identity_map.select("customer_id").distinct()
+    priority = F.coalesce(
+        F.array_position(F.array(*[F.lit(s) for s in source_priority]), F.col("source_system")),
+        F.lit(len(source_priority) + 1),
+    )
+    id_map = identity_map.select(*KEY, "customer_id").dropDuplicates(list(KEY))
+    rows = attributes.join(id_map, on=list(KEY), how="inner").select(
+        "customer_id",
+        priority.alias("priority"),
+        F.explode(
+            F.array(
+                *[
+                    F.struct(F.lit(a).alias("attribute"), F.col(a).cast("string").alias("value"))
+                    for a in names
+                ]
+            )
+        ).alias("kv"),
+    )
+    counted = (
+        rows.where(F.col("kv.value").isNotNull())
+        .groupBy("customer_id", F.col("kv.attribute").alias("attribute"), F.col("kv.value").alias("value"))
+        .agg(F.count("*").alias("n"), F.min("priority").alias("priority"))
+    )
+    best = Window.partitionBy("customer_id", "attribute").orderBy(
+        F.col("n").desc(), F.col("priority").asc(), F.col("value").asc()
+    )
+    winners = counted.withColumn("rank", F.row_number().over(best)).where(F.col("rank") == 1)
+    wide = winners.groupBy("customer_id").pivot("attribute", list(names)).agg(F.first("value"))
+    return wide.select(
+        "customer_id",
+        *[F.col(a).alias(a) for a in categorical],
+        *[F.col(a).cast("double").alias(a) for a in numeric],
+    )
+
+
+def features_from_customer_days(
+    days: DataFrame,
+    *,
+    snapshot_dates: Sequence[date | str],
+    windows_days: Sequence[int] = DEFAULT_WINDOWS,
+    trend_days: int = 90,
+    attributes: DataFrame | None = None,
+) -> DataFrame:
+    """Feature rows per (customer_id, snapshot_date) from ``customer_days`` output.
+
+    A customer appears at snapshot D when any of its mapped events is before D.
+    ``attributes`` is the output of ``customer_attributes`` (or None).
+    """
+    dates = sorted({as_date(d, "snapshot_dates") for d in snapshot_dates})
+    if not dates:
+        raise ValueError("snapshot_dates is empty")
+    windows = sorted(int(w) for w in windows_days)
+    if not windows or windows[0] < 1 or len(set(windows)) != len(windows):
+        raise ValueError(f"windows_days must be distinct positive integers, got {list(windows_days)}")
+    tables = [t for t in TABLE_MEASURES if f"n_{t}" in days.columns]
+    mapped = days.where(F.col("mapping_status") == STATUS_MAPPED).drop("mapping_status")
+
+    first_seen = mapped.groupBy("customer_id").agg(F.min("day").alias("day"))
+    spine = explode_to_snapshots(first_seen, dates, horizon_days=None).select(
+        "customer_id", "snapshot_date", F.col("day").alias("first_event_date")
+    )
+    horizon = max(windows[-1], 2 * trend_days)
+    windowed = (
+        explode_to_snapshots(mapped, dates, horizon_days=horizon)
+        .groupBy("customer_id", "snapshot_date")
+        .agg(*_window_aggregates(mapped, windows, trend_days))
+    )
+    out = spine.join(windowed, on=["customer_id", "snapshot_date"], how="left")
+    window_cols = [c for c in windowed.columns if c not in ("customer_id", "snapshot_date")]
+    out = out.fillna(0, subset=window_cols)
+    out = _derived_window_features(out, windows, tables)
+    snap = F.col("snapshot_date")
+    if "sessions" in mapped.columns:
+        out = out.withColumn(
+            "sessions_trend", F.log1p(F.col("_sessions_recent")) - F.log1p(F.col("_sessions_before"))
+        )
+    if "transactions" in tables:
+        lifetime = _lifetime_purchases(mapped, dates)
+        out = out.join(lifetime, on=["customer_id", "snapshot_date"], how="left").withColumns(
+            {
+                "orders_lifetime": F.coalesce(F.col("orders_lifetime"), F.lit(0)),
+                "purchase_days": F.coalesce(F.col("purchase_days"), F.lit(0)),
+                "recency_days": F.datediff(snap, F.col("last_purchase_date")),
+                "tenure_days": F.datediff(snap, F.col("first_purchase_date")),
+                "avg_order_value": F.col("_order_amount_lifetime") / F.col("orders_lifetime"),
+                "is_repeat_buyer": F.coalesce(F.col("purchase_days") >= 2, F.lit(False)),
+            }
+        )
+    if "support_contacts" in tables:
+        w = windows[-1]
+        out = out.withColumn(
+            "support_resolution_rate",
+            F.when(
+                F.col(f"support_contacts_{w}d") > 0,
+                F.col(f"support_resolved_{w}d") / F.col(f"support_contacts_{w}d"),
+            ),
+        )
+    if attributes is not None:
+        out = out.join(attributes, on="customer_id", how="left")
+    out = out.withColumn("days_since_first_event", F.datediff(snap, F.col("first_event_date")))
+    return out.select(*feature_columns(out.columns, windows, tables))
+
+
+def feature_columns(available: Sequence[str], windows: Sequence[int], tables: Sequence[str]) -> list[str]:
+    """The output column order: keys, lifetime, windows by table, derived, attributes."""
+    head = ["customer_id", "snapshot_date", "first_event_date", "days_since_first_event"]
+    lifetime = [
+        "first_purchase_date",
+        "last_purchase_date",
+        "recency_days",
+        "tenure_days",
+        "orders_lifetime",
+        "purchase_days",
+        "avg_order_value",
+        "mean_gap_days",
+        "std_gap_days",
+        "is_repeat_buyer",
+        "dominant_channel",
+        "dominant_product_category",
+        "support_resolution_rate",
+        "sessions_trend",
+    ]
+    windowed = [f"{name}_{w}d" for w in windows for t in tables for name in (*WINDOW_FEATURES_BY_TABLE[t],)]
+    windowed += [f"{name}_{w}d" for w in windows for name in ("cost_to_serve", "profit")]
+    ordered = [c for c in (*head, *lifetime, *windowed) if c in available]
+    rest = [c for c in available if c not in ordered and not c.startswith("_") and c != "day"]
+    return ordered + rest
+
+
+def build_feature_snapshots(
+    transactions: DataFrame,
+    identity_map: DataFrame,
+    *,
+    support: DataFrame | None = None,
+    usage: DataFrame | None = None,
+    touches: DataFrame | None = None,
+    attributes: DataFrame | None = None,
+    snapshot_dates: Sequence[date | str],
+    windows_days: Sequence[int] = DEFAULT_WINDOWS,
+    trend_days: int = 90,
+    categorical_attributes: Sequence[str] | None = None,
+    numeric_attributes: Sequence[str] = (),
+    attribute_source_priority: Sequence[str] = ("web", "app", "call_centre"),
+) -> DataFrame:
+    """One feature row per (customer_id, snapshot_date); see docs/features.md for each column.
+
+    ``attributes`` is the customer_attributes table; its ``categorical_attributes``
+    (default: every column but the key and the numeric ones) and ``numeric_attributes``
+    are carried by survivorship.
+    """
+    events = EventTables(transactions, support, usage, touches)
+    days = customer_days(events, identity_map)
+    attrs = None
+    if attributes is not None:
+        numeric = list(numeric_attributes)
+        categorical = (
+            list(categorical_attributes)
+            if categorical_attributes is not None
+            else [c for c in attributes.columns if c not in (*KEY, *numeric)]
+        )
+        attrs = customer_attributes(
+            attributes,
+            identity_map,
+            categorical=categorical,
+            numeric=numeric,
+            source_priority=attribute_source_priority,
+        )
+    return features_from_customer_days(
+        days,
+        snapshot_dates=snapshot_dates,
+        windows_days=windows_days,
+        trend_days=trend_days,
+        attributes=attrs,
+    )
+
+
+def build_customer_features(
+    transactions: DataFrame,
+    identity_map: DataFrame,
+    *,
+    support: DataFrame | None = None,
+    usage: DataFrame | None = None,
+    touches: DataFrame | None = None,
+    attributes: DataFrame | None = None,
+    as_of: date | str,
+    windows_days: Sequence[int] = DEFAULT_WINDOWS,
+    trend_days: int = 90,
+    categorical_attributes: Sequence[str] | None = None,
+    numeric_attributes: Sequence[str] = (),
+    attribute_source_priority: Sequence[str] = ("web", "app", "call_centre"),
+) -> DataFrame:
+    """One feature row per customer_id at ``as_of`` (events before it); no snapshot column."""
+    return build_feature_snapshots(
+        transactions,
+        identity_map,
+        support=support,
+        usage=usage,
+        touches=touches,
+        attributes=attributes,
+        snapshot_dates=[as_date(as_of)],
+        windows_days=windows_days,
+        trend_days=trend_days,
+        categorical_attributes=categorical_attributes,
+        numeric_attributes=numeric_attributes,
+        attribute_source_priority=attribute_source_priority,
+    ).drop("snapshot_date")
