@@ -9,6 +9,7 @@ from custseg.features.core import (
     customer_days,
     event_mapping_report,
     features_from_customer_days,
+    mapped_orders,
     month_end_snapshots,
 )
 
@@ -21,5 +22,6 @@ __all__ = [
     "customer_days",
     "event_mapping_report",
     "features_from_customer_days",
+    "mapped_orders",
     "month_end_snapshots",
 ]

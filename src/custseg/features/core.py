@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
+from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -179,8 +180,6 @@ def _narrow(name: str, df: DataFrame) -> DataFrame:
             "gross_amount": F.when(is_order, _dbl("amount") + _dbl("discount")).otherwise(0.0),
             "discount": F.when(is_order, _dbl("discount")).otherwise(0.0),
             "cogs": _dbl("cost"),
-            "order_channel": F.when(is_order, F.col("channel")),
-            "order_category": F.when(is_order, F.col("product_category")),
         }
     elif name == "support_contacts":
         measures = {
@@ -209,11 +208,10 @@ def _narrow(name: str, df: DataFrame) -> DataFrame:
 def customer_days(events: EventTables, identity_map: DataFrame) -> DataFrame:
     """Every event table summed per (customer_id, day), after one join to the identity map.
 
-    Columns: customer_id, day, mapping_status, the measures of ``TABLE_MEASURES`` of the
-    tables given (others absent), ``order_channels`` and ``order_categories`` (one entry per
-    order). Events whose key maps to no customer keep customer_id null with
-    mapping_status ``unmapped`` (``anonymous`` for a touch without a source id), so they
-    are counted, not lost. Events without a day (null timestamp) are ``undated``.
+    Columns: customer_id, day, mapping_status and the measures of ``TABLE_MEASURES`` of
+    the tables given (others absent). Events whose key maps to no customer keep
+    customer_id null with mapping_status ``unmapped`` (``anonymous`` for a touch without
+    a source id), so they are counted, not lost.
     """
     _require(identity_map, IDENTITY_MAP_REQUIRED, "identity_map")
     narrow = [_narrow(name, df) for name, df in events.present().items()]
@@ -227,14 +225,21 @@ def customer_days(events: EventTables, identity_map: DataFrame) -> DataFrame:
         .when(F.col("source_id").isNull(), F.lit(STATUS_ANONYMOUS))
         .otherwise(F.lit(STATUS_UNMAPPED))
     )
-    measures = [m for m in union.columns if m not in (*KEY, "day", "order_channel", "order_category")]
+    measures = [m for m in union.columns if m not in (*KEY, "day")]
     aggs = [(F.max(m) if m == "features_used" else F.sum(m)).alias(m) for m in measures]
-    if "order_channel" in union.columns:
-        aggs += [
-            F.collect_list("order_channel").alias("order_channels"),
-            F.collect_list("order_category").alias("order_categories"),
-        ]
     return joined.groupBy("customer_id", "day", status.alias("mapping_status")).agg(*aggs)
+
+
+def mapped_orders(transactions: DataFrame, identity_map: DataFrame) -> DataFrame:
+    """Orders (positive amounts) with their customer: customer_id, day, channel, product_category."""
+    _require(transactions, TABLE_REQUIRED["transactions"], "transactions")
+    _require(identity_map, IDENTITY_MAP_REQUIRED, "identity_map")
+    id_map = identity_map.select(*KEY, "customer_id").dropDuplicates(list(KEY))
+    return (
+        transactions.where(F.col("amount") > 0)
+        .join(id_map, on=list(KEY), how="inner")
+        .select("customer_id", F.to_date("ts").alias("day"), "channel", "product_category")
+    )
 
 
 def event_mapping_report(days: DataFrame) -> DataFrame:
@@ -283,22 +288,58 @@ def in_window(days: int) -> Column:
     return F.col("days_ago") <= days
 
 
-def _window_aggregates(days: DataFrame, windows: Sequence[int], trend_days: int) -> list[Column]:
+def ring_bounds(windows: Sequence[int], trend_days: int) -> list[int]:
+    """Upper bounds (days ago) of the rings every window and the trend are unions of."""
+    return sorted({*windows, trend_days, 2 * trend_days})
+
+
+def ring_of(bounds: Sequence[int]) -> Column:
+    """The ring of a row: the smallest bound b with days_ago <= b (null beyond the last)."""
+    ring: Column | None = None
+    for b in bounds:
+        cond = F.col("days_ago") <= b
+        ring = F.when(cond, F.lit(b)) if ring is None else ring.when(cond, F.lit(b))
+    assert ring is not None
+    return ring
+
+
+def _ring_totals(days: DataFrame, dates: Sequence[date], bounds: Sequence[int]) -> DataFrame:
+    """Per (customer_id, snapshot_date, ring): plain sums and maxima of the day measures.
+
+    Windows are nested, so every window is a union of rings: summing the few ring rows of
+    a customer afterwards replaces one conditional aggregate per window and measure over
+    every day row.
+    """
+    exploded = explode_to_snapshots(days, dates, horizon_days=bounds[-1]).withColumn("ring", ring_of(bounds))
+    aggs = [F.sum(m).alias(m) for m in dict.fromkeys(WINDOW_SUMS.values()) if m in days.columns]
+    aggs += [
+        F.sum((F.col(m) > 0).cast("long")).alias(f"{name}_count")
+        for name, m in WINDOW_DAYS.items()
+        if m in days.columns
+    ]
+    aggs += [F.max(m).alias(m) for m in dict.fromkeys(WINDOW_MAX.values()) if m in days.columns]
+    return exploded.groupBy("customer_id", "snapshot_date", "ring").agg(*aggs)
+
+
+def _window_aggregates(rings: DataFrame, windows: Sequence[int], trend_days: int) -> list[Column]:
+    """Window features from ring totals: the rings with ring <= w make the window of w days."""
     aggs: list[Column] = []
+    ring = F.col("ring")
     for w in windows:
+        inside = ring <= w
         for name, measure in WINDOW_SUMS.items():
-            if measure in days.columns:
-                aggs.append(F.sum(F.when(in_window(w), F.col(measure)).otherwise(0)).alias(f"{name}_{w}d"))
-        for name, measure in WINDOW_DAYS.items():
-            if measure in days.columns:
-                active = in_window(w) & (F.col(measure) > 0)
-                aggs.append(F.sum(F.when(active, 1).otherwise(0)).cast("long").alias(f"{name}_{w}d"))
+            if measure in rings.columns:
+                aggs.append(F.sum(F.when(inside, F.col(measure)).otherwise(0)).alias(f"{name}_{w}d"))
+        for name in WINDOW_DAYS:
+            if f"{name}_count" in rings.columns:
+                total = F.sum(F.when(inside, F.col(f"{name}_count")).otherwise(0))
+                aggs.append(total.cast("long").alias(f"{name}_{w}d"))
         for name, measure in WINDOW_MAX.items():
-            if measure in days.columns:
-                aggs.append(F.max(F.when(in_window(w), F.col(measure)).otherwise(0)).alias(f"{name}_{w}d"))
-    if "sessions" in days.columns:
-        recent = F.col("days_ago") <= trend_days
-        before = (F.col("days_ago") > trend_days) & (F.col("days_ago") <= 2 * trend_days)
+            if measure in rings.columns:
+                aggs.append(F.max(F.when(inside, F.col(measure)).otherwise(0)).alias(f"{name}_{w}d"))
+    if "sessions" in rings.columns:
+        recent = ring <= trend_days
+        before = (ring > trend_days) & (ring <= 2 * trend_days)
         aggs += [
             F.sum(F.when(recent, F.col("sessions")).otherwise(0)).alias("_sessions_recent"),
             F.sum(F.when(before, F.col("sessions")).otherwise(0)).alias("_sessions_before"),
@@ -323,10 +364,8 @@ def _derived_window_features(df: DataFrame, windows: Sequence[int], tables: Sequ
 
 
 def _lifetime_purchases(days: DataFrame, snapshot_dates: Sequence[date]) -> DataFrame:
-    """First/last purchase, orders, AOV, purchase-day gaps and dominant channel/category."""
-    purchase_days = days.where(F.col("orders") > 0).select(
-        "customer_id", "day", "orders", "order_amount", "order_channels", "order_categories"
-    )
+    """First/last purchase, orders, AOV and purchase-day gaps per customer and snapshot."""
+    purchase_days = days.where(F.col("orders") > 0).select("customer_id", "day", "orders", "order_amount")
     by_customer = Window.partitionBy("customer_id").orderBy("day")
     with_gaps = purchase_days.withColumn("gap_days", F.datediff("day", F.lag("day").over(by_customer)))
     exploded = explode_to_snapshots(with_gaps, snapshot_dates, horizon_days=None)
@@ -340,17 +379,27 @@ def _lifetime_purchases(days: DataFrame, snapshot_dates: Sequence[date]) -> Data
         F.avg(gap).alias("mean_gap_days"),
         F.stddev_samp(gap).alias("std_gap_days"),
     )
-    # Mode over orders, ties to the alphabetically first value (documented in docs/features.md).
-    orders = exploded.select(
-        "customer_id",
-        "snapshot_date",
-        F.explode(F.arrays_zip("order_channels", "order_categories")).alias("o"),
-    )
-    dominant = orders.groupBy("customer_id", "snapshot_date").agg(
-        F.mode("o.order_channels", deterministic=True).alias("dominant_channel"),
-        F.mode("o.order_categories", deterministic=True).alias("dominant_product_category"),
-    )
-    return stats.join(dominant, on=["customer_id", "snapshot_date"], how="left")
+    return stats
+
+
+def dominant_values(orders: DataFrame, snapshot_dates: Sequence[date], columns: Sequence[str]) -> DataFrame:
+    """Per (customer_id, snapshot_date): each column's most frequent value over the orders
+    before the snapshot; ties go to the alphabetically first value.
+
+    ``orders`` has customer_id, day and ``columns``. Counting per value and taking the
+    minimum of (-count, value) keeps every aggregate a plain hash aggregate.
+    """
+    exploded = explode_to_snapshots(orders, snapshot_dates, horizon_days=None)
+    out = None
+    for c in columns:
+        counts = exploded.where(F.col(c).isNotNull()).groupBy("customer_id", "snapshot_date", c).count()
+        best = counts.groupBy("customer_id", "snapshot_date").agg(
+            F.min(F.struct((-F.col("count")).alias("n"), F.col(c).alias("v"))).alias("best")
+        )
+        best = best.select("customer_id", "snapshot_date", F.col("best.v").alias(f"dominant_{c}"))
+        out = best if out is None else out.join(best, on=["customer_id", "snapshot_date"], how="full")
+    assert out is not None
+    return out
 
 
 def customer_attributes(
@@ -412,11 +461,13 @@ def features_from_customer_days(
     windows_days: Sequence[int] = DEFAULT_WINDOWS,
     trend_days: int = 90,
     attributes: DataFrame | None = None,
+    orders: DataFrame | None = None,
 ) -> DataFrame:
     """Feature rows per (customer_id, snapshot_date) from ``customer_days`` output.
 
     A customer appears at snapshot D when any of its mapped events is before D.
-    ``attributes`` is the output of ``customer_attributes`` (or None).
+    ``attributes`` is the output of ``customer_attributes``, ``orders`` that of
+    ``mapped_orders`` (for the dominant channel and category); either may be None.
     """
     dates = sorted({as_date(d, "snapshot_dates") for d in snapshot_dates})
     if not dates:
@@ -431,11 +482,9 @@ def features_from_customer_days(
     spine = explode_to_snapshots(first_seen, dates, horizon_days=None).select(
         "customer_id", "snapshot_date", F.col("day").alias("first_event_date")
     )
-    horizon = max(windows[-1], 2 * trend_days)
-    windowed = (
-        explode_to_snapshots(mapped, dates, horizon_days=horizon)
-        .groupBy("customer_id", "snapshot_date")
-        .agg(*_window_aggregates(mapped, windows, trend_days))
+    rings = _ring_totals(mapped, dates, ring_bounds(windows, trend_days))
+    windowed = rings.groupBy("customer_id", "snapshot_date").agg(
+        *_window_aggregates(rings, windows, trend_days)
     )
     out = spine.join(windowed, on=["customer_id", "snapshot_date"], how="left")
     window_cols = [c for c in windowed.columns if c not in ("customer_id", "snapshot_date")]
@@ -458,6 +507,9 @@ def features_from_customer_days(
                 "is_repeat_buyer": F.coalesce(F.col("purchase_days") >= 2, F.lit(False)),
             }
         )
+    if orders is not None:
+        dominant = dominant_values(orders, dates, ["channel", "product_category"])
+        out = out.join(dominant, on=["customer_id", "snapshot_date"], how="left")
     if "support_contacts" in tables:
         w = windows[-1]
         out = out.withColumn(
@@ -521,7 +573,10 @@ def build_feature_snapshots(
     are carried by survivorship.
     """
     events = EventTables(transactions, support, usage, touches)
-    days = customer_days(events, identity_map)
+    # Three branches read the customer days (spine, windows, purchases); cached so the
+    # events are scanned and joined once (Spark reuses no exchange across the branches,
+    # whose column sets differ). ``spark.catalog.clearCache()`` or the session's end frees it.
+    days = customer_days(events, identity_map).persist(StorageLevel.MEMORY_AND_DISK)
     attrs = None
     if attributes is not None:
         numeric = list(numeric_attributes)
@@ -543,6 +598,7 @@ def build_feature_snapshots(
         windows_days=windows_days,
         trend_days=trend_days,
         attributes=attrs,
+        orders=mapped_orders(transactions, identity_map),
     )
 
 

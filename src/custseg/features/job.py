@@ -24,6 +24,7 @@ from custseg.features.core import (
     customer_days,
     event_mapping_report,
     features_from_customer_days,
+    mapped_orders,
     month_end_snapshots,
 )
 
@@ -85,6 +86,7 @@ def run_features(ctx: StageContext) -> None:
             windows_days=cfg.windows_days,
             trend_days=cfg.trend_days,
             attributes=attrs,
+            orders=mapped_orders(transactions, identity_map),
         )
         tables.write(features, "gold.customer_features", partition_by=["snapshot_date"])
         build_seconds = time.perf_counter() - started
