@@ -19,21 +19,18 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import resource
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
-from _common import RssSampler
+from _common import RssSampler, bench_parser, bench_session
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from custseg.cli import setup_logging
-from custseg.config import Config, load_config
+from custseg.config import Config
 from custseg.features import build_customer_features, build_feature_snapshots, month_end_snapshots
 from custseg.generate import generate_world
 from custseg.generate.world import truth_people
@@ -48,11 +45,7 @@ def draw(spark: SparkSession, cfg: Config, out: Path) -> None:
         return
     world = generate_world(spark, cfg.generate, seed=cfg.run.seed)
     tables = {
-        "transactions": world.transactions,
-        "support_contacts": world.support_contacts,
-        "product_usage": world.product_usage,
-        "marketing_touches": world.marketing_touches,
-        "customer_attributes": world.customer_attributes,
+        **world.customer_tables(),
         "identity_map": world.identity_records.select(
             "source_system", "source_id", F.col("person_id").cast("string").alias("customer_id")
         ),
@@ -96,28 +89,9 @@ def bare_floor(events: dict[str, DataFrame], imap: DataFrame, tables: tuple[str,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="reference", choices=["tiny", "small", "reference"])
-    parser.add_argument("--data", default=None, help="folder for (or of) the drawn events")
-    parser.add_argument("--driver-memory", default="12g")
+    parser = bench_parser(__doc__, "folder for (or of) the drawn events")
     args = parser.parse_args()
-    setup_logging("INFO")
-    out = Path(args.data) if args.data else Path(tempfile.mkdtemp(prefix="custseg-bench-features-"))
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = load_config(
-        ROOT / "conf" / "local.yaml",
-        overrides=[
-            f"generate.preset={args.preset}",
-            "spark.ui_enabled=false",
-            f"spark.driver_memory={args.driver_memory}",
-            f"spark.checkpoint_dir={out / '_checkpoints'}",
-        ],
-    )
-    from custseg.session import build_session
-
-    spark = build_session(cfg.spark)
-    spark.sparkContext.setLogLevel("ERROR")
-    jvm_pid = int(spark.sparkContext._jvm.ProcessHandle.current().pid())  # type: ignore[union-attr]
+    cfg, spark, out, jvm_pid = bench_session(args, "features")
     draw(spark, cfg, out)
     read = {
         name: spark.read.parquet(str(out / name)) for name in (*EVENTS, "customer_attributes", "identity_map")
@@ -138,34 +112,35 @@ def main() -> None:
         "numeric_attributes": fc.numeric_attributes,
     }
     snapshots = month_end_snapshots(as_of, fc.snapshot_months)
-    lines = [
+    header = (
         f"preset {args.preset}: {n_events:,} event rows ("
         + ", ".join(f"{k} {v:,}" for k, v in rows.items())
         + f"); local[*], 2 cores; as_of {as_of}; {len(snapshots)} snapshots"
-    ]
-    results: dict[str, tuple[float, float]] = {}
-    results["floor_tx"] = timed(lambda: bare_floor(events, imap, ("transactions",)), jvm_pid)
-    results["floor_all"] = timed(lambda: bare_floor(events, imap, EVENTS), jvm_pid)
-    results["as_of"] = timed(
-        lambda: build_customer_features(events["transactions"], imap, as_of=as_of, **kwargs), jvm_pid
     )
-    results["snapshots"] = timed(
-        lambda: build_feature_snapshots(events["transactions"], imap, snapshot_dates=snapshots, **kwargs),
-        jvm_pid,
-    )
+    print(header, flush=True)  # noqa: T201 - benchmark output
     labels = {
         "floor_tx": "floor: bare groupBy over joined transactions",
         "floor_all": "floor: bare groupBy over all joined event tables",
         "as_of": "as-of snapshot (build_customer_features)",
         "snapshots": f"{len(snapshots)} snapshots (build_feature_snapshots)",
     }
-    for key, (wall, peak) in results.items():
+    queries = {
+        "floor_tx": lambda: bare_floor(events, imap, ("transactions",)),
+        "floor_all": lambda: bare_floor(events, imap, EVENTS),
+        "as_of": lambda: build_customer_features(events["transactions"], imap, as_of=as_of, **kwargs),
+        "snapshots": lambda: build_feature_snapshots(
+            events["transactions"], imap, snapshot_dates=snapshots, **kwargs
+        ),
+    }
+    results: dict[str, tuple[float, float]] = {}
+    for key, query in queries.items():
+        spark.catalog.clearCache()
+        results[key] = wall, peak = timed(query, jvm_pid)
         n = rows["transactions"] if key == "floor_tx" else n_events
-        lines.append(
-            f"  {labels[key]}: {wall:.1f} s ({n / wall:,.0f} event rows/s), peak JVM RSS {peak:.2f} GiB"
-        )
+        line = f"  {labels[key]}: {wall:.1f} s ({n / wall:,.0f} event rows/s), peak JVM RSS {peak:.2f} GiB"
+        print(line, flush=True)  # noqa: T201 - benchmark output
     a, s = results["as_of"][0], results["snapshots"][0]
-    lines += [
+    lines = [
         f"  ratio as-of / floor (transactions): {a / results['floor_tx'][0]:.2f}x (target <= 2.5x)",
         f"  ratio as-of / floor (all event tables): {a / results['floor_all'][0]:.2f}x",
         f"  ratio snapshots / as-of: {s / a:.2f}x (target <= 2x)",

@@ -16,20 +16,17 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import resource
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from _common import RssSampler
+from _common import RssSampler, bench_parser, bench_session
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from custseg.cli import setup_logging
-from custseg.config import Config, load_config
+from custseg.config import Config
 from custseg.generate import generate_world
 from custseg.stitch import stitch_identities
 from custseg.stitch.job import CONTRACT_COLUMNS
@@ -100,30 +97,11 @@ def splink_alone(records: DataFrame, truth: DataFrame, cfg: Config) -> tuple[flo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="reference", choices=["tiny", "small", "reference"])
-    parser.add_argument("--data", default=None, help="folder for (or of) the drawn records")
+    parser = bench_parser(__doc__, "folder for (or of) the drawn records")
     parser.add_argument("--slice", type=int, default=200_000, help="records in the Splink comparison")
     parser.add_argument("--skip-full", action="store_true", help="only the slice comparison")
-    parser.add_argument("--driver-memory", default="12g")
     args = parser.parse_args()
-    setup_logging("INFO")
-    out = Path(args.data) if args.data else Path(tempfile.mkdtemp(prefix="custseg-bench-stitch-"))
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = load_config(
-        ROOT / "conf" / "local.yaml",
-        overrides=[
-            f"generate.preset={args.preset}",
-            "spark.ui_enabled=false",
-            f"spark.driver_memory={args.driver_memory}",
-            f"spark.checkpoint_dir={out / '_checkpoints'}",
-        ],
-    )
-    from custseg.session import build_session
-
-    spark = build_session(cfg.spark)
-    spark.sparkContext.setLogLevel("ERROR")
-    jvm_pid = int(spark.sparkContext._jvm.ProcessHandle.current().pid())  # type: ignore[union-attr]
+    cfg, spark, out, jvm_pid = bench_session(args, "stitch")
     draw(spark, cfg, out)
     all_records = spark.read.parquet(str(out / "records"))
     truth = all_records.select("source_system", "source_id", F.col("person_id").cast("string"))

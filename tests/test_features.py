@@ -15,13 +15,13 @@ from chispa import assert_approx_df_equality
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from custseg.config import load_config
+from custseg.config import FeaturesConfig, load_config
 from custseg.features import (
     EventTables,
     build_customer_features,
     build_feature_snapshots,
-    customer_days,
     event_mapping_report,
+    event_totals,
     month_end_snapshots,
 )
 from custseg.generate import generate_world
@@ -190,8 +190,10 @@ def test_hand_built_against_pandas(spark: SparkSession, hand: Hand, hand_feature
 
 
 def test_mapping_report_counts_unmapped_and_anonymous(hand: Hand) -> None:
-    days = customer_days(EventTables(hand.tx, hand.support, hand.usage, hand.touches), hand.imap)
-    report = {r["table"]: r.asDict() for r in event_mapping_report(days).collect()}
+    totals = event_totals(
+        EventTables(hand.tx, hand.support, hand.usage, hand.touches), hand.imap, snapshot_dates=[D]
+    )
+    report = {r["table"]: r.asDict() for r in event_mapping_report(totals).collect()}
     assert report["transactions"] == {
         "table": "transactions",
         "events": 8,
@@ -263,14 +265,7 @@ def tiny_events(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -
     tmp = tmp_path_factory.mktemp("features_tiny")
     cfg = load_config(TEST_CONF, overrides=temp_overrides(tmp))
     world = generate_world(spark, cfg.generate, seed=cfg.run.seed)
-    tables = {
-        "transactions": world.transactions,
-        "support_contacts": world.support_contacts,
-        "product_usage": world.product_usage,
-        "marketing_touches": world.marketing_touches,
-        "customer_attributes": world.customer_attributes,
-    }
-    tables = {k: v.checkpoint() for k, v in tables.items()}
+    tables = {k: v.checkpoint() for k, v in world.customer_tables().items()}
     # The truth as identity map, with ~3 % of records left out so some events are unmapped.
     imap = (
         world.identity_records.select(
@@ -284,16 +279,8 @@ def tiny_events(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -
     return TinyEvents(tables, imap, pandas)
 
 
-ATTR_CAT = [
-    "plan",
-    "region",
-    "industry",
-    "company_size",
-    "lifecycle_stage",
-    "acquisition_channel",
-    "legacy_persona",
-]
-ATTR_NUM = ["acquisition_cost", "investment_priority_score"]
+ATTR_CAT = FeaturesConfig().categorical_attributes
+ATTR_NUM = FeaturesConfig().numeric_attributes
 
 
 def test_tiny_preset_snapshots_against_pandas(spark: SparkSession, tiny_events: TinyEvents) -> None:

@@ -6,9 +6,9 @@ from custseg.features.core import (
     build_customer_features,
     build_feature_snapshots,
     customer_attributes,
-    customer_days,
     event_mapping_report,
-    features_from_customer_days,
+    event_totals,
+    features_from_totals,
     mapped_orders,
     month_end_snapshots,
 )
@@ -19,9 +19,9 @@ __all__ = [
     "build_customer_features",
     "build_feature_snapshots",
     "customer_attributes",
-    "customer_days",
+    "event_totals",
     "event_mapping_report",
-    "features_from_customer_days",
+    "features_from_totals",
     "mapped_orders",
     "month_end_snapshots",
 ]

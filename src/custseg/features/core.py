@@ -1,13 +1,14 @@
 """Customer features per customer and snapshot date, from the events and the identity map.
 
-One pass over the events: every event table is projected onto one narrow schema, joined
-once to the identity map and aggregated to one row per customer and calendar day
-(`customer_days`). Every snapshot and window is then built from those customer-day rows:
-each row is exploded to the snapshots whose longest window holds it and all windows are
-conditional aggregates of one ``groupBy``. Lifetime purchase features (first and last
-purchase, gaps, dominant channel) come from the purchase days alone, which are few.
-Everything is exact to the calendar day (session time zone, UTC by config): a snapshot
-at D uses events with day < D; a window of w days is [D - w days, D).
+One pass over each event table (`event_totals`): projected onto a narrow schema, joined
+once to the identity map, each row exploded to the snapshots whose longest window holds
+it and summed per (customer, snapshot, ring), where the rings are the bands between
+consecutive window bounds (the windows are nested, so each is a union of rings). A second
+``groupBy`` over the few ring rows of a customer gives every window as conditional sums.
+Lifetime purchase features (first and last purchase, gaps, dominant channel) come from the
+orders alone, which are few. Everything is exact to the calendar day (session time zone,
+UTC by config): a snapshot at D uses events with day < D; a window of w days is
+[D - w days, D).
 """
 
 from __future__ import annotations
@@ -27,22 +28,9 @@ DEFAULT_WINDOWS = (30, 90, 180, 365, 1095)
 KEY = ("source_system", "source_id")
 STATUS_MAPPED, STATUS_UNMAPPED, STATUS_ANONYMOUS = "mapped", "unmapped", "anonymous"
 
-# Per-day measures of customer_days, by the event table they come from. ``n_<table>`` counts
-# the table's rows (also for the mapping report).
-TABLE_MEASURES: dict[str, tuple[str, ...]] = {
-    "transactions": (
-        "n_transactions",
-        "orders",
-        "net_amount",
-        "order_amount",
-        "gross_amount",
-        "discount",
-        "cogs",
-    ),
-    "support_contacts": ("n_support_contacts", "support_minutes", "support_cost", "support_resolved"),
-    "product_usage": ("n_product_usage", "sessions", "events", "active_minutes", "features_used"),
-    "marketing_touches": ("n_marketing_touches", "touch_cost"),
-}
+# The event tables, in output order; event_totals has a row count ``n_<table>`` of each
+# table given (also for the mapping report).
+EVENT_TABLES = ("transactions", "support_contacts", "product_usage", "marketing_touches")
 TABLE_REQUIRED: dict[str, tuple[str, ...]] = {
     "transactions": (
         "source_system",
@@ -205,47 +193,136 @@ def _narrow(name: str, df: DataFrame) -> DataFrame:
     )
 
 
-def customer_days(events: EventTables, identity_map: DataFrame) -> DataFrame:
-    """Every event table summed per (customer_id, day), after one join to the identity map.
+@dataclass(frozen=True)
+class SnapshotPlan:
+    """Validated snapshot dates (ascending), windows (ascending) and trend length."""
 
-    Columns: customer_id, day, mapping_status and the measures of ``TABLE_MEASURES`` of
-    the tables given (others absent). Events whose key maps to no customer keep
-    customer_id null with mapping_status ``unmapped`` (``anonymous`` for a touch without
-    a source id), so they are counted, not lost.
-    """
-    _require(identity_map, IDENTITY_MAP_REQUIRED, "identity_map")
-    narrow = [_narrow(name, df) for name, df in events.present().items()]
-    union = narrow[0]
-    for df in narrow[1:]:
-        union = union.unionByName(df, allowMissingColumns=True)
-    id_map = identity_map.select(*KEY, "customer_id").dropDuplicates(list(KEY))
-    joined = union.join(id_map, on=list(KEY), how="left")
-    status = (
+    dates: tuple[date, ...]
+    windows: tuple[int, ...]
+    trend_days: int
+
+    @classmethod
+    def of(
+        cls, snapshot_dates: Sequence[date | str], windows_days: Sequence[int], trend_days: int
+    ) -> SnapshotPlan:
+        dates = tuple(sorted({as_date(d, "snapshot_dates") for d in snapshot_dates}))
+        if not dates:
+            raise ValueError("snapshot_dates is empty")
+        windows = tuple(sorted(int(w) for w in windows_days))
+        if not windows or windows[0] < 1 or len(set(windows)) != len(windows):
+            raise ValueError(f"windows_days must be distinct positive integers, got {list(windows_days)}")
+        if trend_days < 1:
+            raise ValueError(f"trend_days must be positive, got {trend_days}")
+        return cls(dates, windows, trend_days)
+
+    @property
+    def bounds(self) -> list[int]:
+        """Upper bounds (days ago) of the rings every window and the trend are unions of."""
+        return sorted({*self.windows, self.trend_days, 2 * self.trend_days})
+
+
+def _mapping_status() -> Column:
+    return (
         F.when(F.col("customer_id").isNotNull(), F.lit(STATUS_MAPPED))
         .when(F.col("source_id").isNull(), F.lit(STATUS_ANONYMOUS))
         .otherwise(F.lit(STATUS_UNMAPPED))
     )
-    measures = [m for m in union.columns if m not in (*KEY, "day")]
-    aggs = [(F.max(m) if m == "features_used" else F.sum(m)).alias(m) for m in measures]
-    return joined.groupBy("customer_id", "day", status.alias("mapping_status")).agg(*aggs)
+
+
+def _table_totals(name: str, rows: DataFrame, plan: SnapshotPlan) -> DataFrame:
+    """One table's rows summed per (customer_id, snapshot_date, ring, mapping_status).
+
+    Each row also lands once in a snapshot-less "marker" group (snapshot_date and ring
+    null) holding the table's row count and first day per customer and status: the
+    mapping report and the customers' first event days come from those groups, in the
+    same pass. Only mapped rows are exploded to the snapshots whose longest ring holds
+    them.
+    """
+    bounds = plan.bounds
+    day = F.col("day")
+
+    def holds(d: Column) -> Column:
+        return (day < d) & (day >= F.date_sub(d, bounds[-1]))
+
+    snapshots = F.filter(_snapshot_array(plan.dates), holds)
+    targets = F.concat(
+        F.array(F.lit(None).cast("date")),
+        F.when(F.col("mapping_status") == STATUS_MAPPED, snapshots).otherwise(F.array().cast("array<date>")),
+    )
+    exploded = (
+        rows.withColumn("snapshot_date", F.explode(targets))
+        .withColumn("days_ago", F.datediff("snapshot_date", "day"))
+        .withColumn("ring", ring_of(bounds))
+    )
+    measures = [c for c in rows.columns if c not in ("customer_id", "day", "mapping_status")]
+    aggs = [(F.max(m) if m in WINDOW_MAX.values() else F.sum(m)).alias(m) for m in measures]
+    aggs.append(F.min("day").alias("first_day"))
+    if name == "product_usage":  # rows are customer-days here
+        aggs.append(F.count("*").alias("active_days_count"))
+    return exploded.groupBy("customer_id", "snapshot_date", "ring", "mapping_status").agg(*aggs)
+
+
+def event_totals(
+    events: EventTables,
+    identity_map: DataFrame,
+    *,
+    snapshot_dates: Sequence[date | str],
+    windows_days: Sequence[int] = DEFAULT_WINDOWS,
+    trend_days: int = 90,
+) -> DataFrame:
+    """Every event table joined once to the identity map and summed per (customer_id,
+    snapshot_date, ring, mapping_status), plus the snapshot-less marker groups.
+
+    Columns: customer_id, snapshot_date, ring, mapping_status, first_day, ``n_<table>``
+    and the measures of the tables given (others absent). Events whose key maps to no
+    customer keep customer_id null with mapping_status ``unmapped`` (``anonymous`` for a
+    touch without a source id), so they are counted, not lost. Product usage is first
+    summed per customer and day (two records of one customer active on one day make one
+    active day); the other tables need no day grouping, their features are sums.
+    """
+    _require(identity_map, IDENTITY_MAP_REQUIRED, "identity_map")
+    plan = SnapshotPlan.of(snapshot_dates, windows_days, trend_days)
+    id_map = identity_map.select(*KEY, "customer_id").dropDuplicates(list(KEY))
+    parts = []
+    for name, df in events.present().items():
+        narrow = _narrow(name, df)
+        rows = narrow.join(id_map, on=list(KEY), how="left").select(
+            "customer_id",
+            "day",
+            _mapping_status().alias("mapping_status"),
+            *[c for c in narrow.columns if c not in (*KEY, "day")],
+        )
+        if name == "product_usage":
+            measures = [c for c in rows.columns if c not in ("customer_id", "day", "mapping_status")]
+            rows = rows.groupBy("customer_id", "day", "mapping_status").agg(
+                *[(F.max(m) if m in WINDOW_MAX.values() else F.sum(m)).alias(m) for m in measures]
+            )
+        parts.append(_table_totals(name, rows, plan))
+    totals = parts[0]
+    for part in parts[1:]:
+        totals = totals.unionByName(part, allowMissingColumns=True)
+    return totals
 
 
 def mapped_orders(transactions: DataFrame, identity_map: DataFrame) -> DataFrame:
-    """Orders (positive amounts) with their customer: customer_id, day, channel, product_category."""
+    """Orders (positive amounts) with their customer: customer_id, day, amount, channel,
+    product_category."""
     _require(transactions, TABLE_REQUIRED["transactions"], "transactions")
     _require(identity_map, IDENTITY_MAP_REQUIRED, "identity_map")
     id_map = identity_map.select(*KEY, "customer_id").dropDuplicates(list(KEY))
     return (
         transactions.where(F.col("amount") > 0)
         .join(id_map, on=list(KEY), how="inner")
-        .select("customer_id", F.to_date("ts").alias("day"), "channel", "product_category")
+        .select("customer_id", F.to_date("ts").alias("day"), "amount", "channel", "product_category")
     )
 
 
-def event_mapping_report(days: DataFrame) -> DataFrame:
-    """Per event table: events, mapped, unmapped and anonymous row counts (a tiny table)."""
-    tables = [t for t in TABLE_MEASURES if f"n_{t}" in days.columns]
-    agg = days.groupBy("mapping_status").agg(*[F.sum(f"n_{t}").alias(t) for t in tables])
+def event_mapping_report(totals: DataFrame) -> DataFrame:
+    """Per event table: events, mapped, unmapped and anonymous row counts (a tiny table),
+    from the marker groups of ``event_totals``."""
+    tables = [t for t in EVENT_TABLES if f"n_{t}" in totals.columns]
+    markers = totals.where(F.col("snapshot_date").isNull())
+    agg = markers.groupBy("mapping_status").agg(*[F.sum(f"n_{t}").alias(t) for t in tables])
     stacked = agg.select(
         "mapping_status",
         F.explode(F.array(*[F.struct(F.lit(t).alias("table"), F.col(t).alias("n")) for t in tables])).alias(
@@ -288,11 +365,6 @@ def in_window(days: int) -> Column:
     return F.col("days_ago") <= days
 
 
-def ring_bounds(windows: Sequence[int], trend_days: int) -> list[int]:
-    """Upper bounds (days ago) of the rings every window and the trend are unions of."""
-    return sorted({*windows, trend_days, 2 * trend_days})
-
-
 def ring_of(bounds: Sequence[int]) -> Column:
     """The ring of a row: the smallest bound b with days_ago <= b (null beyond the last)."""
     ring: Column | None = None
@@ -301,24 +373,6 @@ def ring_of(bounds: Sequence[int]) -> Column:
         ring = F.when(cond, F.lit(b)) if ring is None else ring.when(cond, F.lit(b))
     assert ring is not None
     return ring
-
-
-def _ring_totals(days: DataFrame, dates: Sequence[date], bounds: Sequence[int]) -> DataFrame:
-    """Per (customer_id, snapshot_date, ring): plain sums and maxima of the day measures.
-
-    Windows are nested, so every window is a union of rings: summing the few ring rows of
-    a customer afterwards replaces one conditional aggregate per window and measure over
-    every day row.
-    """
-    exploded = explode_to_snapshots(days, dates, horizon_days=bounds[-1]).withColumn("ring", ring_of(bounds))
-    aggs = [F.sum(m).alias(m) for m in dict.fromkeys(WINDOW_SUMS.values()) if m in days.columns]
-    aggs += [
-        F.sum((F.col(m) > 0).cast("long")).alias(f"{name}_count")
-        for name, m in WINDOW_DAYS.items()
-        if m in days.columns
-    ]
-    aggs += [F.max(m).alias(m) for m in dict.fromkeys(WINDOW_MAX.values()) if m in days.columns]
-    return exploded.groupBy("customer_id", "snapshot_date", "ring").agg(*aggs)
 
 
 def _window_aggregates(rings: DataFrame, windows: Sequence[int], trend_days: int) -> list[Column]:
@@ -363,14 +417,16 @@ def _derived_window_features(df: DataFrame, windows: Sequence[int], tables: Sequ
     return df.withColumns(cols)
 
 
-def _lifetime_purchases(days: DataFrame, snapshot_dates: Sequence[date]) -> DataFrame:
+def _lifetime_purchases(orders: DataFrame, snapshot_dates: Sequence[date]) -> DataFrame:
     """First/last purchase, orders, AOV and purchase-day gaps per customer and snapshot."""
-    purchase_days = days.where(F.col("orders") > 0).select("customer_id", "day", "orders", "order_amount")
+    purchase_days = orders.groupBy("customer_id", "day").agg(
+        F.count("*").alias("orders"), F.sum("amount").alias("order_amount")
+    )
     by_customer = Window.partitionBy("customer_id").orderBy("day")
     with_gaps = purchase_days.withColumn("gap_days", F.datediff("day", F.lag("day").over(by_customer)))
     exploded = explode_to_snapshots(with_gaps, snapshot_dates, horizon_days=None)
     gap = F.col("gap_days").cast("double")
-    stats = exploded.groupBy("customer_id", "snapshot_date").agg(
+    return exploded.groupBy("customer_id", "snapshot_date").agg(
         F.min("day").alias("first_purchase_date"),
         F.max("day").alias("last_purchase_date"),
         F.sum("orders").alias("orders_lifetime"),
@@ -379,7 +435,6 @@ def _lifetime_purchases(days: DataFrame, snapshot_dates: Sequence[date]) -> Data
         F.avg(gap).alias("mean_gap_days"),
         F.stddev_samp(gap).alias("std_gap_days"),
     )
-    return stats
 
 
 def dominant_values(orders: DataFrame, snapshot_dates: Sequence[date], columns: Sequence[str]) -> DataFrame:
@@ -454,35 +509,36 @@ def customer_attributes(
     )
 
 
-def features_from_customer_days(
-    days: DataFrame,
+def features_from_totals(
+    totals: DataFrame,
     *,
     snapshot_dates: Sequence[date | str],
     windows_days: Sequence[int] = DEFAULT_WINDOWS,
     trend_days: int = 90,
-    attributes: DataFrame | None = None,
     orders: DataFrame | None = None,
+    attributes: DataFrame | None = None,
 ) -> DataFrame:
-    """Feature rows per (customer_id, snapshot_date) from ``customer_days`` output.
+    """Feature rows per (customer_id, snapshot_date) from ``event_totals`` output (built
+    with the same snapshot dates, windows and trend).
 
     A customer appears at snapshot D when any of its mapped events is before D.
-    ``attributes`` is the output of ``customer_attributes``, ``orders`` that of
-    ``mapped_orders`` (for the dominant channel and category); either may be None.
+    ``orders`` is the output of ``mapped_orders`` (lifetime purchase features, dominant
+    channel and category), ``attributes`` that of ``customer_attributes``; either may be
+    None.
     """
-    dates = sorted({as_date(d, "snapshot_dates") for d in snapshot_dates})
-    if not dates:
-        raise ValueError("snapshot_dates is empty")
-    windows = sorted(int(w) for w in windows_days)
-    if not windows or windows[0] < 1 or len(set(windows)) != len(windows):
-        raise ValueError(f"windows_days must be distinct positive integers, got {list(windows_days)}")
-    tables = [t for t in TABLE_MEASURES if f"n_{t}" in days.columns]
-    mapped = days.where(F.col("mapping_status") == STATUS_MAPPED).drop("mapping_status")
-
-    first_seen = mapped.groupBy("customer_id").agg(F.min("day").alias("day"))
+    plan = SnapshotPlan.of(snapshot_dates, windows_days, trend_days)
+    dates, windows = list(plan.dates), list(plan.windows)
+    tables = [t for t in EVENT_TABLES if f"n_{t}" in totals.columns]
+    mapped = totals.where(F.col("mapping_status") == STATUS_MAPPED)
+    first_seen = (
+        mapped.where(F.col("snapshot_date").isNull())
+        .groupBy("customer_id")
+        .agg(F.min("first_day").alias("day"))
+    )
     spine = explode_to_snapshots(first_seen, dates, horizon_days=None).select(
         "customer_id", "snapshot_date", F.col("day").alias("first_event_date")
     )
-    rings = _ring_totals(mapped, dates, ring_bounds(windows, trend_days))
+    rings = mapped.where(F.col("snapshot_date").isNotNull())
     windowed = rings.groupBy("customer_id", "snapshot_date").agg(
         *_window_aggregates(rings, windows, trend_days)
     )
@@ -491,12 +547,12 @@ def features_from_customer_days(
     out = out.fillna(0, subset=window_cols)
     out = _derived_window_features(out, windows, tables)
     snap = F.col("snapshot_date")
-    if "sessions" in mapped.columns:
+    if "sessions" in totals.columns:
         out = out.withColumn(
             "sessions_trend", F.log1p(F.col("_sessions_recent")) - F.log1p(F.col("_sessions_before"))
         )
-    if "transactions" in tables:
-        lifetime = _lifetime_purchases(mapped, dates)
+    if orders is not None:
+        lifetime = _lifetime_purchases(orders, dates)
         out = out.join(lifetime, on=["customer_id", "snapshot_date"], how="left").withColumns(
             {
                 "orders_lifetime": F.coalesce(F.col("orders_lifetime"), F.lit(0)),
@@ -507,7 +563,6 @@ def features_from_customer_days(
                 "is_repeat_buyer": F.coalesce(F.col("purchase_days") >= 2, F.lit(False)),
             }
         )
-    if orders is not None:
         dominant = dominant_values(orders, dates, ["channel", "product_category"])
         out = out.join(dominant, on=["customer_id", "snapshot_date"], how="left")
     if "support_contacts" in tables:
@@ -573,10 +628,12 @@ def build_feature_snapshots(
     are carried by survivorship.
     """
     events = EventTables(transactions, support, usage, touches)
-    # Three branches read the customer days (spine, windows, purchases); cached so the
-    # events are scanned and joined once (Spark reuses no exchange across the branches,
-    # whose column sets differ). ``spark.catalog.clearCache()`` or the session's end frees it.
-    days = customer_days(events, identity_map).persist(StorageLevel.MEMORY_AND_DISK)
+    # Two branches read the totals (spine and windows); cached so the events are scanned
+    # and joined once (Spark reuses no exchange across branches whose columns differ).
+    # ``spark.catalog.clearCache()`` or the session's end frees it.
+    totals = event_totals(
+        events, identity_map, snapshot_dates=snapshot_dates, windows_days=windows_days, trend_days=trend_days
+    ).persist(StorageLevel.MEMORY_AND_DISK)
     attrs = None
     if attributes is not None:
         numeric = list(numeric_attributes)
@@ -592,8 +649,8 @@ def build_feature_snapshots(
             numeric=numeric,
             source_priority=attribute_source_priority,
         )
-    return features_from_customer_days(
-        days,
+    return features_from_totals(
+        totals,
         snapshot_dates=snapshot_dates,
         windows_days=windows_days,
         trend_days=trend_days,

@@ -3,8 +3,8 @@
 Writes ``gold.customer_features`` (one row per customer and snapshot date, partitioned by
 snapshot_date: the as-of snapshot and the month-end snapshots before it) and
 ``gold.feature_event_mapping`` (per event table: events, mapped, unmapped, anonymous).
-MLflow gets the unmapped counts, customers per snapshot and timings. The customer-day
-table is built once and kept on local disk for both outputs.
+MLflow gets the unmapped counts, customers per snapshot and timings. The event totals
+are built once and kept on local disk for both outputs.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from pyspark.sql import functions as F
 from custseg.features.core import (
     EventTables,
     customer_attributes,
-    customer_days,
     event_mapping_report,
-    features_from_customer_days,
+    event_totals,
+    features_from_totals,
     mapped_orders,
     month_end_snapshots,
 )
@@ -69,7 +69,13 @@ def run_features(ctx: StageContext) -> None:
     events = EventTables(
         transactions, optional["support_contacts"], optional["product_usage"], optional["marketing_touches"]
     )
-    days = customer_days(events, identity_map).persist(StorageLevel.DISK_ONLY)
+    totals = event_totals(
+        events,
+        identity_map,
+        snapshot_dates=snapshots,
+        windows_days=cfg.windows_days,
+        trend_days=cfg.trend_days,
+    ).persist(StorageLevel.DISK_ONLY)
     attrs = None
     if tables.exists("bronze.customer_attributes"):
         attrs = customer_attributes(
@@ -80,8 +86,8 @@ def run_features(ctx: StageContext) -> None:
             source_priority=cfg.attribute_source_priority,
         )
     try:
-        features = features_from_customer_days(
-            days,
+        features = features_from_totals(
+            totals,
             snapshot_dates=snapshots,
             windows_days=cfg.windows_days,
             trend_days=cfg.trend_days,
@@ -90,9 +96,9 @@ def run_features(ctx: StageContext) -> None:
         )
         tables.write(features, "gold.customer_features", partition_by=["snapshot_date"])
         build_seconds = time.perf_counter() - started
-        tables.write(event_mapping_report(days).coalesce(1), "gold.feature_event_mapping")
+        tables.write(event_mapping_report(totals).coalesce(1), "gold.feature_event_mapping")
     finally:
-        days.unpersist()
+        totals.unpersist()
     report = tables.read("gold.feature_event_mapping").collect()  # one row per event table
     per_snapshot = (
         tables.read("gold.customer_features")

@@ -76,6 +76,16 @@ class GeneratedWorld:
     calendar: W.Calendar
     parameters: dict[str, Any] = field(default_factory=dict)
 
+    def customer_tables(self) -> dict[str, DataFrame]:
+        """The four event tables and customer_attributes, by contract table name."""
+        return {
+            "transactions": self.transactions,
+            "support_contacts": self.support_contacts,
+            "product_usage": self.product_usage,
+            "marketing_touches": self.marketing_touches,
+            "customer_attributes": self.customer_attributes,
+        }
+
 
 def generate_world(spark: SparkSession, cfg: GenerateConfig, *, seed: int) -> GeneratedWorld:
     """Draw every table of the world as DataFrames; nothing is written or collected."""
