@@ -11,6 +11,7 @@ from custseg.features.core import (
     features_from_totals,
     mapped_orders,
     month_end_snapshots,
+    snapshot_features_and_totals,
 )
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "features_from_totals",
     "mapped_orders",
     "month_end_snapshots",
+    "snapshot_features_and_totals",
 ]

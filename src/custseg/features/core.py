@@ -13,16 +13,13 @@ UTC by config): a snapshot at D uses events with day < D; a window of w days is
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import date
 
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
-
-log = logging.getLogger(__name__)
 
 DEFAULT_WINDOWS = (30, 90, 180, 365, 1095)
 KEY = ("source_system", "source_id")
@@ -56,8 +53,8 @@ TABLE_REQUIRED: dict[str, tuple[str, ...]] = {
 }
 IDENTITY_MAP_REQUIRED = ("source_system", "source_id", "customer_id")
 
-# Window features: name -> (aggregate, source measure); "sum" of a null-free measure is 0
-# for a customer with no rows in the window. Derived ones are computed after the groupBy.
+# Window features: name -> the measure summed; a sum of a null-free measure is 0 for a
+# customer with no rows in the window. Derived ones are computed after the groupBy.
 WINDOW_SUMS: dict[str, str] = {
     "orders": "orders",
     "monetary": "net_amount",
@@ -104,12 +101,8 @@ class EventTables:
     marketing_touches: DataFrame | None = None
 
     def present(self) -> dict[str, DataFrame]:
-        tables = {
-            "transactions": self.transactions,
-            "support_contacts": self.support_contacts,
-            "product_usage": self.product_usage,
-            "marketing_touches": self.marketing_touches,
-        }
+        """The tables given, by contract name (the field names)."""
+        tables = {f.name: getattr(self, f.name) for f in fields(self)}
         return {name: df for name, df in tables.items() if df is not None}
 
 
@@ -131,7 +124,7 @@ def month_end_snapshots(as_of: date | str, months: int = 12) -> list[date]:
     A month-end snapshot is taken on the first day of the next month, so it holds every
     event of the month. ``as_of`` itself is included (once, if it is a first of month).
     """
-    end = as_of_date = as_date(as_of)
+    end = as_date(as_of)
     firsts: list[date] = []
     year, month = end.year, end.month
     if end.day == 1:  # as_of is itself a month-end snapshot
@@ -141,7 +134,7 @@ def month_end_snapshots(as_of: date | str, months: int = 12) -> list[date]:
             year, month = year - 1, 12
         firsts.append(date(year, month, 1))
         month -= 1
-    return sorted({*firsts, as_of_date})
+    return sorted({*firsts, end})
 
 
 def _require(df: DataFrame, columns: Sequence[str], table: str) -> None:
@@ -150,13 +143,24 @@ def _require(df: DataFrame, columns: Sequence[str], table: str) -> None:
         raise ValueError(f"{table}: missing column(s) {missing}; it has {df.columns}")
 
 
+def _customer_keys(identity_map: DataFrame) -> DataFrame:
+    """(source_system, source_id, customer_id), one row per source key."""
+    _require(identity_map, IDENTITY_MAP_REQUIRED, "identity_map")
+    return identity_map.select(*KEY, "customer_id").dropDuplicates(list(KEY))
+
+
+def _day_aggregate(measure: str) -> Column:
+    """How a day measure combines: the largest daily value for maxima, else the sum."""
+    return (F.max(measure) if measure in WINDOW_MAX.values() else F.sum(measure)).alias(measure)
+
+
 def _dbl(name: str) -> Column:
     """A measure as a double, null as 0 (a missing minute or cost adds nothing)."""
     return F.coalesce(F.col(name).cast("double"), F.lit(0.0))
 
 
 def _narrow(name: str, df: DataFrame) -> DataFrame:
-    """One event table as (source_system, source_id, day, its measures, order channel/category)."""
+    """One event table as (source_system, source_id, day, ``n_<table>``, its day measures)."""
     _require(df, TABLE_REQUIRED[name], name)
     day = F.col("date") if name == "product_usage" else F.to_date("ts")
     if name == "transactions":
@@ -164,7 +168,6 @@ def _narrow(name: str, df: DataFrame) -> DataFrame:
         measures = {
             "orders": is_order.cast("long"),
             "net_amount": _dbl("amount"),
-            "order_amount": F.when(is_order, _dbl("amount")).otherwise(0.0),
             "gross_amount": F.when(is_order, _dbl("amount") + _dbl("discount")).otherwise(0.0),
             "discount": F.when(is_order, _dbl("discount")).otherwise(0.0),
             "cogs": _dbl("cost"),
@@ -239,12 +242,7 @@ def _table_totals(name: str, rows: DataFrame, plan: SnapshotPlan) -> DataFrame:
     them.
     """
     bounds = plan.bounds
-    day = F.col("day")
-
-    def holds(d: Column) -> Column:
-        return (day < d) & (day >= F.date_sub(d, bounds[-1]))
-
-    snapshots = F.filter(_snapshot_array(plan.dates), holds)
+    snapshots = snapshots_holding(plan.dates, horizon_days=bounds[-1])
     targets = F.concat(
         F.array(F.lit(None).cast("date")),
         F.when(F.col("mapping_status") == STATUS_MAPPED, snapshots).otherwise(F.array().cast("array<date>")),
@@ -255,7 +253,7 @@ def _table_totals(name: str, rows: DataFrame, plan: SnapshotPlan) -> DataFrame:
         .withColumn("ring", ring_of(bounds))
     )
     measures = [c for c in rows.columns if c not in ("customer_id", "day", "mapping_status")]
-    aggs = [(F.max(m) if m in WINDOW_MAX.values() else F.sum(m)).alias(m) for m in measures]
+    aggs = [_day_aggregate(m) for m in measures]
     aggs.append(F.min("day").alias("first_day"))
     if name == "product_usage":  # rows are customer-days here
         aggs.append(F.count("*").alias("active_days_count"))
@@ -280,9 +278,8 @@ def event_totals(
     summed per customer and day (two records of one customer active on one day make one
     active day); the other tables need no day grouping, their features are sums.
     """
-    _require(identity_map, IDENTITY_MAP_REQUIRED, "identity_map")
     plan = SnapshotPlan.of(snapshot_dates, windows_days, trend_days)
-    id_map = identity_map.select(*KEY, "customer_id").dropDuplicates(list(KEY))
+    id_map = _customer_keys(identity_map)
     parts = []
     for name, df in events.present().items():
         narrow = _narrow(name, df)
@@ -295,7 +292,7 @@ def event_totals(
         if name == "product_usage":
             measures = [c for c in rows.columns if c not in ("customer_id", "day", "mapping_status")]
             rows = rows.groupBy("customer_id", "day", "mapping_status").agg(
-                *[(F.max(m) if m in WINDOW_MAX.values() else F.sum(m)).alias(m) for m in measures]
+                *[_day_aggregate(m) for m in measures]
             )
         parts.append(_table_totals(name, rows, plan))
     totals = parts[0]
@@ -308,8 +305,7 @@ def mapped_orders(transactions: DataFrame, identity_map: DataFrame) -> DataFrame
     """Orders (positive amounts) with their customer: customer_id, day, amount, channel,
     product_category."""
     _require(transactions, TABLE_REQUIRED["transactions"], "transactions")
-    _require(identity_map, IDENTITY_MAP_REQUIRED, "identity_map")
-    id_map = identity_map.select(*KEY, "customer_id").dropDuplicates(list(KEY))
+    id_map = _customer_keys(identity_map)
     return (
         transactions.where(F.col("amount") > 0)
         .join(id_map, on=list(KEY), how="inner")
@@ -341,28 +337,22 @@ def event_mapping_report(totals: DataFrame) -> DataFrame:
     )
 
 
-def _snapshot_array(snapshot_dates: Sequence[date]) -> Column:
-    return F.array(*[F.lit(d) for d in snapshot_dates])
-
-
-def explode_to_snapshots(
-    df: DataFrame, snapshot_dates: Sequence[date], horizon_days: int | None
-) -> DataFrame:
-    """Each row once per snapshot D with day < D (and day >= D - horizon), with days_ago."""
+def snapshots_holding(snapshot_dates: Sequence[date], horizon_days: int | None = None) -> Column:
+    """The snapshot dates D with day < D (and day >= D - horizon_days), as an array."""
     day = F.col("day")
 
     def holds(d: Column) -> Column:
         before = day < d
         return before if horizon_days is None else before & (day >= F.date_sub(d, horizon_days))
 
-    return df.withColumn(
-        "snapshot_date", F.explode(F.filter(_snapshot_array(snapshot_dates), holds))
-    ).withColumn("days_ago", F.datediff("snapshot_date", "day"))
+    return F.filter(F.array(*[F.lit(d) for d in snapshot_dates]), holds)
 
 
-def in_window(days: int) -> Column:
-    """True for a row inside the window of ``days`` days before the snapshot: [D - days, D)."""
-    return F.col("days_ago") <= days
+def explode_to_snapshots(df: DataFrame, snapshot_dates: Sequence[date]) -> DataFrame:
+    """Each row once per snapshot D with day < D, with its days_ago."""
+    return df.withColumn("snapshot_date", F.explode(snapshots_holding(snapshot_dates))).withColumn(
+        "days_ago", F.datediff("snapshot_date", "day")
+    )
 
 
 def ring_of(bounds: Sequence[int]) -> Column:
@@ -424,7 +414,7 @@ def _lifetime_purchases(orders: DataFrame, snapshot_dates: Sequence[date]) -> Da
     )
     by_customer = Window.partitionBy("customer_id").orderBy("day")
     with_gaps = purchase_days.withColumn("gap_days", F.datediff("day", F.lag("day").over(by_customer)))
-    exploded = explode_to_snapshots(with_gaps, snapshot_dates, horizon_days=None)
+    exploded = explode_to_snapshots(with_gaps, snapshot_dates)
     gap = F.col("gap_days").cast("double")
     return exploded.groupBy("customer_id", "snapshot_date").agg(
         F.min("day").alias("first_purchase_date"),
@@ -444,7 +434,7 @@ def dominant_values(orders: DataFrame, snapshot_dates: Sequence[date], columns: 
     ``orders`` has customer_id, day and ``columns``. Counting per value and taking the
     minimum of (-count, value) keeps every aggregate a plain hash aggregate.
     """
-    exploded = explode_to_snapshots(orders, snapshot_dates, horizon_days=None)
+    exploded = explode_to_snapshots(orders, snapshot_dates)
     out = None
     for c in columns:
         counts = exploded.where(F.col(c).isNotNull()).groupBy("customer_id", "snapshot_date", c).count()
@@ -472,14 +462,13 @@ def customer_attributes(
     """
     names = [*categorical, *numeric]
     _require(attributes, [*KEY, *names], "customer_attributes")
-    _require(identity_map, IDENTITY_MAP_REQUIRED, "identity_map")
+    id_map = _customer_keys(identity_map)
     if not names:
         return identity_map.select("customer_id").distinct()
     priority = F.coalesce(
         F.array_position(F.array(*[F.lit(s) for s in source_priority]), F.col("source_system")),
         F.lit(len(source_priority) + 1),
     )
-    id_map = identity_map.select(*KEY, "customer_id").dropDuplicates(list(KEY))
     rows = attributes.join(id_map, on=list(KEY), how="inner").select(
         "customer_id",
         priority.alias("priority"),
@@ -535,7 +524,7 @@ def features_from_totals(
         .groupBy("customer_id")
         .agg(F.min("first_day").alias("day"))
     )
-    spine = explode_to_snapshots(first_seen, dates, horizon_days=None).select(
+    spine = explode_to_snapshots(first_seen, dates).select(
         "customer_id", "snapshot_date", F.col("day").alias("first_event_date")
     )
     rings = mapped.where(F.col("snapshot_date").isNotNull())
@@ -606,6 +595,58 @@ def feature_columns(available: Sequence[str], windows: Sequence[int], tables: Se
     return ordered + rest
 
 
+def snapshot_features_and_totals(
+    transactions: DataFrame,
+    identity_map: DataFrame,
+    *,
+    support: DataFrame | None = None,
+    usage: DataFrame | None = None,
+    touches: DataFrame | None = None,
+    attributes: DataFrame | None = None,
+    snapshot_dates: Sequence[date | str],
+    windows_days: Sequence[int] = DEFAULT_WINDOWS,
+    trend_days: int = 90,
+    categorical_attributes: Sequence[str] | None = None,
+    numeric_attributes: Sequence[str] = (),
+    attribute_source_priority: Sequence[str] = ("web", "app", "call_centre"),
+    storage_level: StorageLevel = StorageLevel.MEMORY_AND_DISK,
+) -> tuple[DataFrame, DataFrame]:
+    """The feature snapshots and the ``event_totals`` they are built from, persisted at
+    ``storage_level`` (the caller may unpersist them once done; ``event_mapping_report``
+    reads them too). Arguments as ``build_feature_snapshots``.
+    """
+    events = EventTables(transactions, support, usage, touches)
+    # Two branches read the totals (spine and windows); persisted so the events are
+    # scanned and joined once (Spark reuses no exchange across branches whose columns differ).
+    totals = event_totals(
+        events, identity_map, snapshot_dates=snapshot_dates, windows_days=windows_days, trend_days=trend_days
+    ).persist(storage_level)
+    attrs = None
+    if attributes is not None:
+        numeric = list(numeric_attributes)
+        categorical = (
+            list(categorical_attributes)
+            if categorical_attributes is not None
+            else [c for c in attributes.columns if c not in (*KEY, *numeric)]
+        )
+        attrs = customer_attributes(
+            attributes,
+            identity_map,
+            categorical=categorical,
+            numeric=numeric,
+            source_priority=attribute_source_priority,
+        )
+    features = features_from_totals(
+        totals,
+        snapshot_dates=snapshot_dates,
+        windows_days=windows_days,
+        trend_days=trend_days,
+        attributes=attrs,
+        orders=mapped_orders(transactions, identity_map),
+    )
+    return features, totals
+
+
 def build_feature_snapshots(
     transactions: DataFrame,
     identity_map: DataFrame,
@@ -625,38 +666,24 @@ def build_feature_snapshots(
 
     ``attributes`` is the customer_attributes table; its ``categorical_attributes``
     (default: every column but the key and the numeric ones) and ``numeric_attributes``
-    are carried by survivorship.
+    are carried by survivorship. The event totals behind it stay cached (memory and
+    disk) until ``spark.catalog.clearCache()`` or the session's end.
     """
-    events = EventTables(transactions, support, usage, touches)
-    # Two branches read the totals (spine and windows); cached so the events are scanned
-    # and joined once (Spark reuses no exchange across branches whose columns differ).
-    # ``spark.catalog.clearCache()`` or the session's end frees it.
-    totals = event_totals(
-        events, identity_map, snapshot_dates=snapshot_dates, windows_days=windows_days, trend_days=trend_days
-    ).persist(StorageLevel.MEMORY_AND_DISK)
-    attrs = None
-    if attributes is not None:
-        numeric = list(numeric_attributes)
-        categorical = (
-            list(categorical_attributes)
-            if categorical_attributes is not None
-            else [c for c in attributes.columns if c not in (*KEY, *numeric)]
-        )
-        attrs = customer_attributes(
-            attributes,
-            identity_map,
-            categorical=categorical,
-            numeric=numeric,
-            source_priority=attribute_source_priority,
-        )
-    return features_from_totals(
-        totals,
+    features, _ = snapshot_features_and_totals(
+        transactions,
+        identity_map,
+        support=support,
+        usage=usage,
+        touches=touches,
+        attributes=attributes,
         snapshot_dates=snapshot_dates,
         windows_days=windows_days,
         trend_days=trend_days,
-        attributes=attrs,
-        orders=mapped_orders(transactions, identity_map),
+        categorical_attributes=categorical_attributes,
+        numeric_attributes=numeric_attributes,
+        attribute_source_priority=attribute_source_priority,
     )
+    return features
 
 
 def build_customer_features(

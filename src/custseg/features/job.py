@@ -18,15 +18,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from custseg.features.core import (
-    EventTables,
-    customer_attributes,
-    event_mapping_report,
-    event_totals,
-    features_from_totals,
-    mapped_orders,
-    month_end_snapshots,
-)
+from custseg.features.core import event_mapping_report, month_end_snapshots, snapshot_features_and_totals
 
 if TYPE_CHECKING:
     from custseg.pipeline import StageContext
@@ -66,34 +58,25 @@ def run_features(ctx: StageContext) -> None:
         cfg.windows_days,
     )
     started = time.perf_counter()
-    events = EventTables(
-        transactions, optional["support_contacts"], optional["product_usage"], optional["marketing_touches"]
+    attributes = (
+        tables.read("bronze.customer_attributes") if tables.exists("bronze.customer_attributes") else None
     )
-    totals = event_totals(
-        events,
+    features, totals = snapshot_features_and_totals(
+        transactions,
         identity_map,
+        support=optional["support_contacts"],
+        usage=optional["product_usage"],
+        touches=optional["marketing_touches"],
+        attributes=attributes,
         snapshot_dates=snapshots,
         windows_days=cfg.windows_days,
         trend_days=cfg.trend_days,
-    ).persist(StorageLevel.DISK_ONLY)
-    attrs = None
-    if tables.exists("bronze.customer_attributes"):
-        attrs = customer_attributes(
-            tables.read("bronze.customer_attributes"),
-            identity_map,
-            categorical=cfg.categorical_attributes,
-            numeric=cfg.numeric_attributes,
-            source_priority=cfg.attribute_source_priority,
-        )
+        categorical_attributes=cfg.categorical_attributes,
+        numeric_attributes=cfg.numeric_attributes,
+        attribute_source_priority=cfg.attribute_source_priority,
+        storage_level=StorageLevel.DISK_ONLY,
+    )
     try:
-        features = features_from_totals(
-            totals,
-            snapshot_dates=snapshots,
-            windows_days=cfg.windows_days,
-            trend_days=cfg.trend_days,
-            attributes=attrs,
-            orders=mapped_orders(transactions, identity_map),
-        )
         tables.write(features, "gold.customer_features", partition_by=["snapshot_date"])
         build_seconds = time.perf_counter() - started
         tables.write(event_mapping_report(totals).coalesce(1), "gold.feature_event_mapping")
