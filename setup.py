@@ -34,6 +34,10 @@ DEV_REQUIRES = [
     "types-PyYAML",
     "deltalake==1.6.6",
     "networkx==3.6.1",
+    # CLV reference (tests and bench/clv.py); its datasets module needs pkg_resources,
+    # which we do not use.
+    "lifetimes==0.11.3",
+    "autograd==1.9.1",
 ]
 
 setup(
