@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 from lifetimes import BetaGeoFitter, GammaGammaFitter
 from lifetimes.utils import calibration_and_holdout_data, summary_data_from_transaction_data
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from scipy import stats
 
 from custseg.clv import (
     BGNBDFit,
@@ -18,8 +22,13 @@ from custseg.clv import (
     predict_clv,
     summarize_transactions,
 )
+from custseg.config import load_config
+from custseg.generate import generate_world
+from custseg.pipeline import run_stage
+from custseg.tables import TableStore
 
 from .clv_reference import draw_summaries, draw_transactions
+from .conftest import TEST_CONF, temp_overrides
 
 TRUE = {"r": 0.9, "alpha": 40.0, "a": 0.7, "b": 3.0, "p": 4.0, "q": 5.0, "v": 60.0}
 OBS_END = "2024-12-20"  # a Friday: a partial last week
@@ -194,3 +203,76 @@ def test_bad_inputs_are_named(spark: SparkSession, drawn: tuple[pd.DataFrame, Da
         fit_gamma_gamma(spark.createDataFrame([(2.0, 0.0)], "frequency double, monetary_value double"))
     with pytest.raises(ValueError, match="max_tuples"):
         fit_bgnbd(sdf, max_tuples=10)
+
+
+def test_stage_writes_clv_holdout_and_segment_check(spark: SparkSession, tmp_path: Path) -> None:
+    """The stage on the tiny preset: its fit against lifetimes on the same orders, the
+    written CLV against lifetimes' CLV at the stage's parameters, and the segment check
+    (hand-made assignments: the generator's latent segments) against pandas."""
+    cfg = load_config(TEST_CONF, overrides=[*temp_overrides(tmp_path), "clv.holdout_days=120"])
+    world = generate_world(spark, cfg.generate, seed=cfg.run.seed)
+    transactions = world.transactions.checkpoint()
+    imap = world.identity_records.select(
+        "source_system", "source_id", F.col("person_id").cast("string").alias("customer_id")
+    ).checkpoint()
+    segments = world.people.select(F.col("person_id").cast("string").alias("customer_id"), "segment")
+    store = TableStore(spark, cfg.storage.warehouse, run_id="seed")
+    store.write(transactions, "bronze.transactions")
+    store.write(imap, "silver.identity_map")
+    store.write(segments, "gold.segment_assignments")
+    run = run_stage(cfg, "clv", run_id="clv-test")
+
+    orders = (
+        transactions.where(F.col("amount") > 0)
+        .join(imap, ["source_system", "source_id"])
+        .select("customer_id", F.to_date("ts").alias("day"), "amount")
+        .toPandas()
+    )
+    orders["day"] = pd.to_datetime(orders["day"])
+    end = orders["day"].max()
+    ref = summary_data_from_transaction_data(
+        orders, "customer_id", "day", monetary_value_col="amount", observation_period_end=end, freq="D"
+    )
+    bgf = BetaGeoFitter().fit(ref["frequency"], ref["recency"], ref["T"])
+    repeat = ref[ref["frequency"] > 0]
+    ggf = GammaGammaFitter().fit(repeat["frequency"], repeat["monetary_value"])
+    for name, value in [*bgf.params_.items()]:
+        assert run.metrics[f"bgnbd.{name}"] == pytest.approx(value, rel=1e-3), name
+    for name, value in [*ggf.params_.items()]:
+        assert run.metrics[f"gamma_gamma.{name}"] == pytest.approx(value, rel=1e-3), name
+
+    check = TableStore(spark, cfg.storage.warehouse, run_id="check")
+    clv = check.read("gold.customer_clv").toPandas().set_index("customer_id").sort_index()
+    assert not {"email", "first_name", "last_name", "phone", "address", "date_of_birth"} & set(clv.columns)
+    assert list(clv.index) == sorted(ref.index) and run.metrics["customers"] == len(ref)
+    bg = BGNBDFit(
+        **{k: run.metrics[f"bgnbd.{k}"] for k in ("r", "alpha", "a", "b")}, log_likelihood=0, n_customers=0
+    )
+    ours_gg = {k: run.metrics[f"gamma_gamma.{k}"] for k in ("p", "q", "v")}
+    ggf.params_ = pd.Series(ours_gg)
+    bgf.params_ = pd.Series(bg.params())
+    ref = ref.sort_index()
+    expected = ggf.customer_lifetime_value(
+        bgf, ref["frequency"], ref["recency"], ref["T"], ref["monetary_value"], time=12, discount_rate=0.01
+    )
+    np.testing.assert_allclose(clv["clv"].to_numpy(), expected.to_numpy(), rtol=1e-9)
+    np.testing.assert_allclose(
+        clv["historical_value"].to_numpy(),
+        orders.groupby("customer_id")["amount"].sum().sort_index(),
+        rtol=1e-9,
+    )
+
+    # holdout metrics: both the model and the naive baseline are reported
+    for key in ("mae", "naive_mae", "corr", "naive_corr", "mean_actual", "mean_predicted"):
+        assert np.isfinite(run.metrics[f"holdout.{key}"]), key
+    assert run.metrics["holdout.customers"] < len(ref)
+
+    seg = check.read("gold.clv_segment_check").toPandas().set_index("segment")
+    truth = clv.join(segments.toPandas().set_index("customer_id"), how="inner")
+    by = truth.groupby("segment")
+    pd.testing.assert_series_equal(seg["mean_clv"].sort_index(), by["clv"].mean(), check_names=False)
+    pd.testing.assert_series_equal(seg["customers"].sort_index(), by.size(), check_names=False)
+    rho = stats.spearmanr(by["historical_value"].mean(), by["clv"].mean()).statistic
+    assert run.metrics["segments.spearman"] == pytest.approx(rho)
+    assert seg.loc["core", "value_rank"] == 1 and seg.loc["core", "clv_rank"] == 1
+    assert run.metrics["segments.top_clv_share"] > run.metrics["segments.top_customer_share"]

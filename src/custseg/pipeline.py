@@ -35,12 +35,19 @@ StageFn = Callable[[StageContext], None]
 
 
 def _registry() -> dict[str, StageFn]:
+    from custseg.clv.job import run_clv
     from custseg.features.job import run_features
     from custseg.generate.job import run_generate
     from custseg.ingest.job import run_ingest
     from custseg.stitch.job import run_stitch
 
-    return {"generate": run_generate, "ingest": run_ingest, "stitch": run_stitch, "features": run_features}
+    return {
+        "generate": run_generate,
+        "ingest": run_ingest,
+        "stitch": run_stitch,
+        "features": run_features,
+        "clv": run_clv,
+    }
 
 
 def stage_names() -> list[str]:

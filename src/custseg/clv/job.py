@@ -1,0 +1,210 @@
+"""Stage ``clv``: bronze.transactions + silver.identity_map -> gold.customer_clv.
+
+1. Orders (positive amounts) attributed to customers, as in the features stage.
+2. Out-of-sample check: fit on the orders up to ``observation_end - holdout_days``, predict
+   the holdout's purchases, compare per customer and per calibration-frequency bucket
+   beside the naive baseline (MLflow metrics, table and plot).
+3. Fit on the whole observation period, predict for every customer, write
+   ``gold.customer_clv`` (no identity fields: ids, summaries and predictions only).
+4. When ``clv.segments_table`` exists, cross-check the segments' value order against
+   their predicted CLV: ``gold.clv_segment_check``, the Spearman correlation and every
+   disagreement in the metrics and the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import altair as alt
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from custseg.clv.check import holdout_comparison, segment_value_check
+from custseg.clv.models import BGNBDFit, GammaGammaFit, fit_bgnbd, fit_gamma_gamma
+from custseg.clv.predict import predict_clv
+from custseg.clv.summary import calibration_and_holdout, summarize_transactions
+from custseg.config import ClvConfig
+from custseg.features.core import mapped_orders
+
+if TYPE_CHECKING:
+    from custseg.pipeline import StageContext
+    from custseg.tracking import StageRun
+
+log = logging.getLogger(__name__)
+
+
+def fit_models(summary: DataFrame, cfg: ClvConfig) -> tuple[BGNBDFit, GammaGammaFit]:
+    """BG/NBD and Gamma-Gamma on one summary, with the stage's penalizer and tuple limit."""
+    bgnbd = fit_bgnbd(summary, penalizer=cfg.penalizer, max_tuples=cfg.max_tuples)
+    return bgnbd, fit_gamma_gamma(summary, penalizer=cfg.penalizer)
+
+
+def fit_metrics(prefix: str, bgnbd: BGNBDFit, gamma_gamma: GammaGammaFit) -> dict[str, float]:
+    """Parameters, standard errors, log-likelihoods and sizes of a pair of fits."""
+    out: dict[str, float] = {}
+    for name, fit in (("bgnbd", bgnbd), ("gamma_gamma", gamma_gamma)):
+        for param, value in fit.params().items():
+            out[f"{prefix}{name}.{param}"] = value
+            if param in fit.standard_errors:
+                out[f"{prefix}{name}.{param}_se"] = fit.standard_errors[param]
+        out[f"{prefix}{name}.log_likelihood"] = fit.log_likelihood
+        out[f"{prefix}{name}.customers"] = fit.n_customers
+    out[f"{prefix}bgnbd.tuples"] = bgnbd.n_tuples
+    return out
+
+
+def holdout_plot(table: pd.DataFrame, path: Path) -> None:
+    """Mean holdout purchases by calibration frequency: actual, model and naive."""
+    long = table.melt(id_vars=["bucket"], value_vars=["actual", "predicted", "naive"], var_name="series")
+    chart = (
+        alt.Chart(long)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("bucket:O", title="purchases in calibration (last bucket: or more)"),
+            y=alt.Y("value:Q", title="mean purchases in holdout"),
+            color="series:N",
+        )
+        .properties(title="BG/NBD: calibration vs holdout", width=480, height=300)
+    )
+    chart.save(str(path))
+
+
+def run_holdout(orders: DataFrame, cfg: ClvConfig, observation_end: date, run: StageRun) -> dict[str, float]:
+    """Fit on the calibration period, compare with the holdout; log table and plot."""
+    calibration_end = observation_end - timedelta(days=cfg.holdout_days)
+    holdout = calibration_and_holdout(
+        orders,
+        ts_col="day",
+        calibration_end=calibration_end,
+        observation_end=observation_end,
+        time_unit=cfg.time_unit,
+    ).cache()
+    try:
+        bgnbd, gamma_gamma = fit_models(holdout, cfg)
+        metrics, table = holdout_comparison(holdout, bgnbd, buckets=cfg.frequency_buckets)
+    finally:
+        holdout.unpersist()
+    log.info(
+        "clv holdout (%s .. %s): MAE %.4f (naive %.4f), correlation %.3f (naive %.3f)",
+        calibration_end,
+        observation_end,
+        metrics["mae"],
+        metrics["naive_mae"],
+        metrics["corr"],
+        metrics["naive_corr"],
+    )
+    run.log_dict(table.to_dict(orient="records"), "clv/holdout_by_frequency.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "holdout_by_frequency.html"
+        holdout_plot(table, path)
+        run.log_artifact(path, "clv")
+    out = {f"holdout.{k}": v for k, v in metrics.items()}
+    out.update(fit_metrics("holdout.", bgnbd, gamma_gamma))
+    return out
+
+
+def latest_segments(segments: DataFrame) -> DataFrame:
+    """The assignments of the latest snapshot when the table holds several."""
+    if "snapshot_date" not in segments.columns:
+        return segments
+    last = segments.agg(F.max("snapshot_date")).first()
+    return segments.where(F.col("snapshot_date") == F.lit(last[0] if last else None))
+
+
+def run_segment_check(ctx: StageContext, clv: DataFrame) -> dict[str, float]:
+    """Segments' value order against their CLV order; gold.clv_segment_check."""
+    cfg, tables, run = ctx.cfg.clv, ctx.tables, ctx.run
+    if not tables.exists(cfg.segments_table):
+        log.warning("clv: %s not found, segment cross-check skipped", cfg.segments_table)
+        return {"segments.checked": 0}
+    segments = latest_segments(tables.read(cfg.segments_table))
+    table, rho = segment_value_check(clv, segments, segment_col=cfg.segment_col)
+    tables.write(ctx.spark.createDataFrame(table), "gold.clv_segment_check")
+    run.log_dict(table.to_dict(orient="records"), "clv/segment_check.json")
+    for row in table.itertuples():
+        if not row.ranks_agree:
+            log.warning(
+                "clv: segment %s is number %d by historical value but %d by predicted CLV",
+                row.segment,
+                row.value_rank,
+                row.clv_rank,
+            )
+    top = table.iloc[0]
+    return {
+        "segments.checked": len(table),
+        "segments.spearman": rho,
+        "segments.disagreements": int((~table["ranks_agree"]).sum()),
+        "segments.top_customer_share": float(top["customer_share"]),
+        "segments.top_clv_share": float(top["clv_share"]),
+    }
+
+
+def run_clv(ctx: StageContext) -> None:
+    """Stage runner: holdout check, full fit, predictions, segment cross-check."""
+    cfg, tables, run = ctx.cfg.clv, ctx.tables, ctx.run
+    for name in ("bronze.transactions", "silver.identity_map"):
+        if not tables.exists(name):
+            raise FileNotFoundError(f"clv needs {name}; run the stage that writes it first")
+    orders = mapped_orders(tables.read("bronze.transactions"), tables.read("silver.identity_map")).select(
+        "customer_id", "day", "amount"
+    )
+    observation_end = cfg.observation_end or _last_day(orders)
+    log.info("clv: observation end %s, time unit %s", observation_end, cfg.time_unit)
+    started = time.perf_counter()
+    metrics: dict[str, Any] = run_holdout(orders, cfg, observation_end, run)
+    summary = summarize_transactions(
+        orders, ts_col="day", observation_end=observation_end, time_unit=cfg.time_unit
+    ).cache()
+    try:
+        bgnbd, gamma_gamma = fit_models(summary, cfg)
+        historical = orders.where(F.col("day") <= F.lit(observation_end)).groupBy("customer_id")
+        clv = (
+            predict_clv(
+                summary,
+                bgnbd,
+                gamma_gamma,
+                horizon=cfg.horizon_months,
+                time_unit=cfg.time_unit,
+                discount_rate=cfg.discount_rate,
+            )
+            .join(historical.agg(F.sum("amount").alias("historical_value")), "customer_id")
+            .withColumn("observation_end", F.lit(observation_end))
+        )
+        tables.write(clv, "gold.customer_clv")
+    finally:
+        summary.unpersist()
+    metrics.update(fit_metrics("", bgnbd, gamma_gamma))
+    written = tables.read("gold.customer_clv")
+    totals = written.agg(F.count(F.lit(1)).alias("n"), F.sum("clv").alias("clv"), F.avg("prob_alive")).first()
+    assert totals is not None
+    metrics.update(
+        {"customers": totals[0], "clv.total": totals[1] or 0.0, "prob_alive.mean": totals[2] or 0.0}
+    )
+    metrics.update(run_segment_check(ctx, written))
+    metrics["seconds"] = time.perf_counter() - started
+    run.log_metrics({k: float(v) for k, v in metrics.items()})
+    run.log_params({"clv.observation_end_resolved": observation_end.isoformat()})
+    log.info(
+        "clv: %d customers, total %d-month CLV %.0f; BG/NBD %s; Gamma-Gamma %s",
+        metrics["customers"],
+        cfg.horizon_months,
+        metrics["clv.total"],
+        {k: round(v, 4) for k, v in bgnbd.params().items()},
+        {k: round(v, 4) for k, v in gamma_gamma.params().items()},
+    )
+
+
+def _last_day(orders: DataFrame) -> date:
+    last = orders.agg(F.max("day")).first()
+    if last is None or last[0] is None:
+        raise ValueError(
+            "clv: no order maps to a customer; set clv.observation_end or check the identity map"
+        )
+    day: date = last[0]
+    return day
