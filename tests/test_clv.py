@@ -22,6 +22,7 @@ from custseg.clv import (
     predict_clv,
     summarize_transactions,
 )
+from custseg.clv.models import _LocalSpendSums, _SparkSpendSums, bgnbd_hessian, bgnbd_loglik_terms
 from custseg.config import load_config
 from custseg.generate import generate_world
 from custseg.pipeline import run_stage
@@ -154,6 +155,35 @@ def test_gamma_gamma_matches_lifetimes(drawn: tuple[pd.DataFrame, DataFrame]) ->
     ref_ll = -ref._negative_log_likelihood_ * len(repeat)
     assert ours.log_likelihood == pytest.approx(ref_ll, rel=1e-3)
     assert ours.n_customers == len(repeat)
+
+
+def test_bgnbd_hessian_against_finite_differences(drawn: tuple[pd.DataFrame, DataFrame]) -> None:
+    df, _ = drawn
+    x, tx, T = (df[c].to_numpy() for c in ("frequency", "recency", "T"))
+    w = np.ones(len(df))
+    at = np.array([0.8, 35.0, 0.6, 2.5])
+    numeric = np.zeros((4, 4))
+    for i in range(4):
+        step = np.zeros(4)
+        step[i] = 1e-6 * at[i]
+        up, down = (bgnbd_loglik_terms(at + d, x, tx, T)[1] @ w for d in (step, -step))
+        numeric[:, i] = (up - down) / (2 * step[i])
+    np.testing.assert_allclose(bgnbd_hessian(at, x, tx, T, w), numeric, rtol=1e-5)
+
+
+def test_spark_spend_sums_equal_driver_sums(drawn: tuple[pd.DataFrame, DataFrame]) -> None:
+    df, sdf = drawn
+    repeat = df[df["frequency"] > 0]
+    spark_sums = _SparkSpendSums(sdf)
+    try:
+        local = _LocalSpendSums(repeat["frequency"].to_numpy(), repeat["monetary_value"].to_numpy())
+        for v in (3.0, 60.0, 900.0):
+            assert spark_sums.at(v) == pytest.approx(local.at(v), rel=1e-10)
+            np.testing.assert_allclose(
+                spark_sums.loglik(4.0, 5.0, v)[1], local.loglik(4.0, 5.0, v)[1], rtol=1e-9
+            )
+    finally:
+        spark_sums.close()
 
 
 def test_fits_recover_generating_parameters(drawn: tuple[pd.DataFrame, DataFrame]) -> None:

@@ -11,7 +11,8 @@ scipy's optimisers on the driver over data whose size does not grow with custome
   Every term except sum_i (p x_i + q) log(v + x_i m_i) reduces to per-frequency sums; that
   one term and its derivatives are six sums over customers for a given v, computed by one
   Spark aggregation per distinct v the optimiser visits (Newton steps with the exact
-  Hessian, about a dozen).
+  Hessian), started from the optimum of a bounded random sample of repeat customers fitted
+  on the driver, so the full fit needs only a few aggregations.
 
 Objectives are the mean negative log-likelihood plus ``penalizer * sum(params**2)``, as in
 the lifetimes package; the fitted ``log_likelihood`` is the unpenalised total.
@@ -20,8 +21,9 @@ the lifetimes package; the fitted ``log_likelihood`` is the unpenalised total.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -101,19 +103,19 @@ def bgnbd_tuples(summary: DataFrame, max_tuples: int = 2_000_000) -> pd.DataFram
     """The distinct (frequency, recency, T) tuples with their customer counts, on the
     driver (bounded by the time grid, not by customers; raises above ``max_tuples``)."""
     _require(summary, ("frequency", "recency", "T"), "fit_bgnbd")
-    grouped = summary.groupBy("frequency", "recency", "T").agg(F.count(F.lit(1)).alias("n"))
-    n_tuples = grouped.count()
-    if n_tuples > max_tuples:
+    grouped = summary.groupBy(*(F.col(c).cast("double").alias(c) for c in ("frequency", "recency", "T"))).agg(
+        F.count(F.lit(1)).cast("double").alias("n")
+    )
+    tuples = grouped.limit(max_tuples + 1).toArrow().to_pandas()
+    if len(tuples) > max_tuples:
         raise ValueError(
-            f"fit_bgnbd: {n_tuples} distinct (frequency, recency, T) tuples exceed max_tuples={max_tuples}; "
+            f"fit_bgnbd: more than max_tuples={max_tuples} distinct (frequency, recency, T) tuples; "
             "summarise in a coarser time unit (time_unit='W') or raise the limit"
         )
-    log.info("BG/NBD sufficient statistics: %d distinct (frequency, recency, T) tuples", n_tuples)
-    tuples = cast(pd.DataFrame, grouped.toPandas()).astype(
-        {"frequency": float, "recency": float, "T": float, "n": float}
-    )
-    bad = tuples[(tuples["frequency"] < 0) | (tuples["recency"] < 0) | (tuples["recency"] > tuples["T"])]
-    if len(bad) or tuples[["frequency", "recency", "T"]].isna().any().any():
+    log.info("BG/NBD sufficient statistics: %d distinct (frequency, recency, T) tuples", len(tuples))
+    values = tuples[["frequency", "recency", "T"]]
+    bad = tuples[(values["frequency"] < 0) | (values["recency"] < 0) | (values["recency"] > values["T"])]
+    if len(bad) or values.isna().any().any():
         raise ValueError(
             "fit_bgnbd: summary has null, negative or recency > T rows "
             f"(first: {bad.head(1).to_dict('records')})"
@@ -121,20 +123,38 @@ def bgnbd_tuples(summary: DataFrame, max_tuples: int = 2_000_000) -> pd.DataFram
     return tuples
 
 
-def bgnbd_loglik_terms(params: Array, x: Array, tx: Array, T: Array) -> tuple[Array, Array]:
+def _trigamma(z: Array | float) -> Array:
+    return np.asarray(special.polygamma(1, z), dtype=float)
+
+
+class _Frequencies:
+    """The distinct frequencies of a tuple table: special functions of ``shift + x`` are
+    evaluated once per distinct x (a few hundred values) and spread to the tuples."""
+
+    def __init__(self, x: Array) -> None:
+        self.values, self.index = np.unique(x, return_inverse=True)
+
+    def __call__(self, fn: Callable[[Array], Array], shift: float) -> Array:
+        return np.asarray(fn(shift + self.values), dtype=float)[self.index]
+
+
+def bgnbd_loglik_terms(
+    params: Array, x: Array, tx: Array, T: Array, freqs: _Frequencies | None = None
+) -> tuple[Array, Array]:
     """Per-tuple log-likelihood and its gradient (rows r, alpha, a, b) in the natural
     parameters (Fader, Hardie & Lee 2005, eq. 6, with every constant)."""
     r, alpha, a, b = params
+    on_x = freqs or _Frequencies(x)
     repeat = x > 0
     base = (
-        special.gammaln(r + x)
+        on_x(special.gammaln, r)
         - special.gammaln(r)
         + r * np.log(alpha)
         - (r + x) * np.log(alpha + T)
         + special.gammaln(a + b)
-        + special.gammaln(b + x)
+        + on_x(special.gammaln, b)
         - special.gammaln(b)
-        - special.gammaln(a + b + x)
+        - on_x(special.gammaln, a + b)
     )
     bx1 = np.where(repeat, b + x - 1, 1.0)
     log_ratio = np.log(alpha + T) - np.log(alpha + tx)
@@ -143,21 +163,55 @@ def bgnbd_loglik_terms(params: Array, x: Array, tx: Array, T: Array) -> tuple[Ar
     share = np.where(repeat, special.expit(e), 0.0)  # D / (1 + D)
     grad = np.vstack(
         [
-            special.digamma(r + x)
+            on_x(special.digamma, r)
             - special.digamma(r)
             + np.log(alpha)
             - np.log(alpha + T)
             + share * log_ratio,
             r / alpha - (r + x) / (alpha + T) + share * (r + x) * (1 / (alpha + T) - 1 / (alpha + tx)),
-            special.digamma(a + b) - special.digamma(a + b + x) + share / a,
-            special.digamma(b + x)
+            special.digamma(a + b) - on_x(special.digamma, a + b) + share / a,
+            on_x(special.digamma, b)
             + special.digamma(a + b)
             - special.digamma(b)
-            - special.digamma(a + b + x)
+            - on_x(special.digamma, a + b)
             - share / bx1,
         ]
     )
     return ll, grad
+
+
+def bgnbd_hessian(
+    params: Array, x: Array, tx: Array, T: Array, w: Array, freqs: _Frequencies | None = None
+) -> Array:
+    """The weighted total Hessian of the BG/NBD log-likelihood in (r, alpha, a, b)."""
+    r, alpha, a, b = params
+    on_x = freqs or _Frequencies(x)
+    repeat = x > 0
+    tg = _trigamma
+    bx1 = np.where(repeat, b + x - 1, 1.0)
+    log_ratio = np.log(alpha + T) - np.log(alpha + tx)
+    e = np.log(a) - np.log(bx1) + (r + x) * log_ratio
+    sig = np.where(repeat, special.expit(e), 0.0)
+    d_alpha = 1 / (alpha + T) - 1 / (alpha + tx)
+    grad_e = [log_ratio, (r + x) * d_alpha, np.full_like(x, 1 / a), -1 / bx1]
+    h = np.zeros((4, 4))
+    ab = float(np.dot(w, tg(a + b) - on_x(tg, a + b)))
+    h[0, 0] = np.dot(w, on_x(tg, r) - tg(r))
+    h[0, 1] = h[1, 0] = np.dot(w, 1 / alpha - 1 / (alpha + T) + sig * d_alpha)
+    h[1, 1] = np.dot(
+        w,
+        -r / alpha**2
+        + (r + x) / (alpha + T) ** 2
+        + sig * (r + x) * (1 / (alpha + tx) ** 2 - 1 / (alpha + T) ** 2),
+    )
+    h[2, 2] = ab - np.dot(w, sig) / a**2
+    h[2, 3] = h[3, 2] = ab
+    h[3, 3] = np.dot(w, on_x(tg, b) - tg(b) + sig / bx1**2) + ab
+    curvature = w * sig * (1 - sig)
+    for i in range(4):
+        for j in range(4):
+            h[i, j] += np.dot(curvature, grad_e[i] * grad_e[j])
+    return h
 
 
 def bgnbd_log_likelihood(params: dict[str, float] | BGNBDFit, summary: pd.DataFrame) -> float:
@@ -169,17 +223,25 @@ def bgnbd_log_likelihood(params: dict[str, float] | BGNBDFit, summary: pd.DataFr
     return float(np.dot(w, ll))
 
 
-def _fd_hessian(grad: Any, at: Array, rel: float = 1e-5) -> Array:
-    """Central-difference Hessian of an analytic gradient, symmetrised."""
-    k = len(at)
-    h = np.zeros((k, k))
-    for i in range(k):
-        step = rel * max(abs(at[i]), 1e-8)
-        up, down = at.copy(), at.copy()
-        up[i] += step
-        down[i] -= step
-        h[:, i] = (grad(up) - grad(down)) / (2 * step)
-    return np.asarray((h + h.T) / 2, dtype=float)
+def _newton(parts: Callable[[Array], tuple[float, Array, Array]], theta0: Array) -> Any:
+    """Minimise with trust-region Newton steps (scipy's trust-exact) given value, gradient
+    and Hessian in one call, each point evaluated once."""
+    cache: dict[bytes, tuple[float, Array, Array]] = {}
+
+    def at(theta: Array) -> tuple[float, Array, Array]:
+        key = theta.tobytes()
+        if key not in cache:
+            cache[key] = parts(theta)
+        return cache[key]
+
+    return optimize.minimize(
+        lambda t: at(t)[0],
+        theta0,
+        jac=lambda t: at(t)[1],
+        hess=lambda t: at(t)[2],
+        method="trust-exact",
+        options={"gtol": 1e-9, "maxiter": 500},
+    )
 
 
 def fit_bgnbd(
@@ -198,30 +260,24 @@ def fit_bgnbd(
         raise ValueError("fit_bgnbd: the summary has no customers")
     x, tx, T, w = (tuples[c].to_numpy(float) for c in ("frequency", "recency", "T", "n"))
     n = float(w.sum())
+    freqs = _Frequencies(x)
     scale = float(np.average(T, weights=w)) or 1.0
     start = initial or {"r": 1.0, "alpha": scale, "a": 1.0, "b": 1.0}
     theta0 = np.log([start["r"], start["alpha"], start["a"], start["b"]])
 
-    def objective(theta: Array) -> tuple[float, Array]:
+    def parts(theta: Array) -> tuple[float, Array, Array]:
         params = np.exp(theta)
-        ll, grad = bgnbd_loglik_terms(params, x, tx, T)
+        ll, grad = bgnbd_loglik_terms(params, x, tx, T, freqs)
         value = -float(np.dot(w, ll)) / n + penalizer * float(np.sum(params**2))
         g = -(grad @ w) / n + 2 * penalizer * params
-        if not np.isfinite(value):
-            return 1e300, np.zeros(4)
-        return value, g * params
+        h = -bgnbd_hessian(params, x, tx, T, w, freqs) / n + 2 * penalizer * np.eye(4)
+        return value, g * params, h * np.outer(params, params) + np.diag(g * params)
 
-    result = optimize.minimize(
-        objective, theta0, jac=True, method="BFGS", options={"gtol": 1e-9, "maxiter": 2000}
-    )
+    result = _newton(parts, theta0)
     params = np.exp(result.x)
-    ll, _ = bgnbd_loglik_terms(params, x, tx, T)
+    ll, _ = bgnbd_loglik_terms(params, x, tx, T, freqs)
 
-    def total_grad(p: Array) -> Array:
-        return np.asarray(-(bgnbd_loglik_terms(p, x, tx, T)[1] @ w), dtype=float)
-
-    names = ("r", "alpha", "a", "b")
-    errors = _standard_errors(names, _fd_hessian(total_grad, params))
+    errors = _standard_errors(("r", "alpha", "a", "b"), -bgnbd_hessian(params, x, tx, T, w, freqs))
     r, alpha, a, b = map(float, params)
     fit = BGNBDFit(
         r=r,
@@ -241,34 +297,17 @@ def fit_bgnbd(
 # --------------------------------------------------------------------- Gamma-Gamma
 
 
-def _trigamma(z: Array | float) -> Array:
-    return np.asarray(special.polygamma(1, z), dtype=float)
-
-
 class _SpendSums:
-    """The repeat customers' (frequency x, mean spend m) on Spark, with the per-frequency
-    sums on the driver and one aggregation per v for the terms in log(v + x m)."""
+    """Gamma-Gamma data as per-frequency sums (driver) plus, for a given v, the six sums
+    S1 = sum x log(v+xm), S0 = sum log(v+xm), R1 = sum x/(v+xm), R0 = sum 1/(v+xm),
+    Q1 = sum x/(v+xm)^2, Q0 = sum 1/(v+xm)^2 over customers (``_sums``)."""
 
-    def __init__(self, summary: DataFrame) -> None:
-        _require(summary, ("frequency", "monetary_value"), "fit_gamma_gamma")
-        x, m = F.col("frequency").cast("double"), F.col("monetary_value").cast("double")
-        self.data = summary.where(F.col("frequency") > 0).select(x.alias("x"), m.alias("m")).persist()
-        by_x = cast(
-            pd.DataFrame,
-            self.data.groupBy("x")
-            .agg(
-                F.count(F.lit(1)).alias("n"),
-                F.sum(F.log(F.when(F.col("m") > 0, F.col("m")))).alias("log_m"),
-                F.sum("m").alias("m"),
-                F.sum(F.when(F.col("m").isNull() | (F.col("m") <= 0), 1).otherwise(0)).alias("bad"),
-            )
-            .toPandas(),
-        )
+    KEYS = ("S1", "S0", "R1", "R0", "Q1", "Q0")
+
+    def __init__(self, by_x: pd.DataFrame) -> None:
         if by_x.empty:
-            self.data.unpersist()
             raise ValueError("fit_gamma_gamma: no customer has frequency > 0")
         if by_x["bad"].sum():
-            self.data.unpersist()
             raise ValueError(
                 f"fit_gamma_gamma: {int(by_x['bad'].sum())} repeat customers have a null or non-positive "
                 "monetary_value; the Gamma-Gamma model needs positive spend"
@@ -280,21 +319,12 @@ class _SpendSums:
         self.mean_m = float(by_x["m"].sum() / self.n)
         self._cache: dict[float, dict[str, float]] = {}
 
+    def _sums(self, v: float) -> dict[str, float]:
+        raise NotImplementedError
+
     def at(self, v: float) -> dict[str, float]:
-        """S1 = sum x log(v+xm), S0 = sum log(v+xm), R1 = sum x/(v+xm), R0 = sum 1/(v+xm),
-        Q1 = sum x/(v+xm)^2, Q0 = sum 1/(v+xm)^2 (one Spark aggregation)."""
         if v not in self._cache:
-            d = F.lit(v) + F.col("x") * F.col("m")
-            row = self.data.agg(
-                F.sum(F.col("x") * F.log(d)).alias("S1"),
-                F.sum(F.log(d)).alias("S0"),
-                F.sum(F.col("x") / d).alias("R1"),
-                F.sum(1 / d).alias("R0"),
-                F.sum(F.col("x") / (d * d)).alias("Q1"),
-                F.sum(1 / (d * d)).alias("Q0"),
-            ).first()
-            assert row is not None
-            self._cache[v] = {k: float(row[k]) for k in ("S1", "S0", "R1", "R0", "Q1", "Q0")}
+            self._cache[v] = self._sums(v)
         return self._cache[v]
 
     def loglik(self, p: float, q: float, v: float) -> tuple[float, Array, Array]:
@@ -332,6 +362,85 @@ class _SpendSums:
         return ll, grad, hess
 
 
+class _SparkSpendSums(_SpendSums):
+    """The repeat customers on Spark (persisted until ``close``): one aggregation per v."""
+
+    def __init__(self, summary: DataFrame) -> None:
+        _require(summary, ("frequency", "monetary_value"), "fit_gamma_gamma")
+        x, m = F.col("frequency").cast("double"), F.col("monetary_value").cast("double")
+        self.data = summary.where(F.col("frequency") > 0).select(x.alias("x"), m.alias("m")).persist()
+        by_x = self.data.groupBy("x").agg(
+            F.count(F.lit(1)).alias("n"),
+            F.sum(F.log(F.when(F.col("m") > 0, F.col("m")))).alias("log_m"),
+            F.sum("m").alias("m"),
+            F.sum(F.when(F.col("m").isNull() | (F.col("m") <= 0), 1).otherwise(0)).alias("bad"),
+        )
+        try:
+            super().__init__(by_x.toArrow().to_pandas())
+        except ValueError:
+            self.close()
+            raise
+
+    def _sums(self, v: float) -> dict[str, float]:
+        d = F.lit(v) + F.col("x") * F.col("m")
+        x = F.col("x")
+        row = self.data.agg(
+            *(
+                F.sum(e).alias(k)
+                for k, e in zip(
+                    self.KEYS, (x * F.log(d), F.log(d), x / d, 1 / d, x / (d * d), 1 / (d * d)), strict=True
+                )
+            )
+        ).first()
+        assert row is not None
+        return {k: float(row[k]) for k in self.KEYS}
+
+    def sample(self, rows: int, seed: int) -> _LocalSpendSums:
+        """About ``rows`` repeat customers drawn at random, on the driver (bounded)."""
+        fraction = min(1.0, rows / self.n)
+        drawn = self.data.sample(fraction=fraction, seed=seed).toArrow().to_pandas()
+        return _LocalSpendSums(drawn["x"].to_numpy(float), drawn["m"].to_numpy(float))
+
+    def close(self) -> None:
+        self.data.unpersist()
+
+
+class _LocalSpendSums(_SpendSums):
+    """Repeat customers as driver arrays (a bounded sample, or a test's data)."""
+
+    def __init__(self, x: Array, m: Array) -> None:
+        self.xs, self.ms = x, m
+        frame = pd.DataFrame({"x": x, "m": m, "log_m": np.log(np.where(m > 0, m, np.nan)), "bad": m <= 0})
+        by_x = frame.groupby("x", as_index=False).agg(
+            n=("m", "size"), log_m=("log_m", "sum"), m=("m", "sum"), bad=("bad", "sum")
+        )
+        super().__init__(by_x)
+
+    def _sums(self, v: float) -> dict[str, float]:
+        d = v + self.xs * self.ms
+        x = self.xs
+        values = (x * np.log(d), np.log(d), x / d, 1 / d, x / d**2, 1 / d**2)
+        return {k: float(np.sum(e)) for k, e in zip(self.KEYS, values, strict=True)}
+
+
+def _fit_spend(sums: _SpendSums, penalizer: float, start: dict[str, float]) -> Any:
+    """Newton on the Gamma-Gamma objective of ``sums`` from ``start``."""
+    n = sums.n
+
+    def parts(theta: Array) -> tuple[float, Array, Array]:
+        p = np.exp(theta)
+        ll, g, h = sums.loglik(*p)
+        f = -ll / n + penalizer * float(np.sum(p**2))
+        g_nat = -g / n + 2 * penalizer * p
+        h_nat = -h / n + 2 * penalizer * np.eye(3)
+        return f, g_nat * p, h_nat * np.outer(p, p) + np.diag(g_nat * p)
+
+    return _newton(parts, np.log([start["p"], start["q"], start["v"]]))
+
+
+GG_WARM_START_ROWS = 20_000
+
+
 def fit_gamma_gamma(
     summary: DataFrame, *, penalizer: float = 0.0, initial: dict[str, float] | None = None
 ) -> GammaGammaFit:
@@ -339,44 +448,31 @@ def fit_gamma_gamma(
     Newton steps with the exact Hessian; standard errors from the observed information."""
     if penalizer < 0:
         raise ValueError(f"fit_gamma_gamma: penalizer must be >= 0, got {penalizer}")
-    sums = _SpendSums(summary)
+    sums = _SparkSpendSums(summary)
     try:
-        start = initial or {"p": 2.0, "q": 3.0, "v": sums.mean_m}
-        n = sums.n
-
-        def parts(theta: Array) -> tuple[float, Array, Array]:
-            p = np.exp(theta)
-            ll, g, h = sums.loglik(*p)
-            f = -ll / n + penalizer * float(np.sum(p**2))
-            g_nat = -g / n + 2 * penalizer * p
-            h_nat = -h / n + 2 * penalizer * np.eye(3)
-            return f, g_nat * p, h_nat * np.outer(p, p) + np.diag(g_nat * p)
-
-        result = optimize.minimize(
-            lambda t: parts(t)[0],
-            np.log([start["p"], start["q"], start["v"]]),
-            jac=lambda t: parts(t)[1],
-            hess=lambda t: parts(t)[2],
-            method="trust-exact",
-            options={"gtol": 1e-10, "maxiter": 200},
-        )
+        start = initial
+        if start is None:  # a fit on a bounded sample: the full fit then needs few aggregations
+            local = sums.sample(GG_WARM_START_ROWS, seed=17)
+            warm = _fit_spend(local, penalizer, {"p": 2.0, "q": 3.0, "v": local.mean_m})
+            start = dict(zip(("p", "q", "v"), np.exp(warm.x), strict=True))
+        result = _fit_spend(sums, penalizer, start)
         params = np.exp(result.x)
         ll, _, hess = sums.loglik(*params)
         log.info(
             "Gamma-Gamma fit: %d Spark aggregations over %d repeat customers (%s)",
             len(sums._cache),
-            int(n),
+            int(sums.n),
             result.message,
         )
     finally:
-        sums.data.unpersist()
+        sums.close()
     p, q, v = map(float, params)
     fit = GammaGammaFit(
         p=p,
         q=q,
         v=v,
         log_likelihood=ll,
-        n_customers=int(n),
+        n_customers=int(sums.n),
         standard_errors=_standard_errors(("p", "q", "v"), -hess),
         converged=bool(result.success) or float(np.max(np.abs(result.jac))) < 1e-7,
     )

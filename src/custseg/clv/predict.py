@@ -27,20 +27,35 @@ PREDICTION_SCHEMA = (
 )
 
 
-def expected_purchases(fit: BGNBDFit, t: Array | float, x: Array, tx: Array, T: Array) -> Array:
-    """E[purchases in (T, T + t] | x, t_x, T] (FHL 2005 eq. 10)."""
+def _purchase_scale(fit: BGNBDFit, x: Array, tx: Array, T: Array) -> Array:
+    """The factor of FHL 2005 eq. 10 that does not depend on the horizon t."""
+    a, b = fit.a, fit.b
+    first = (a + b + x - 1) / (a - 1)
+    denominator = 1 + (x > 0) * (a / (b + np.maximum(x, 1) - 1)) * ((fit.alpha + T) / (fit.alpha + tx)) ** (
+        fit.r + x
+    )
+    return np.asarray(first / denominator, dtype=float)
+
+
+def _purchase_growth(fit: BGNBDFit, t: Array | float, x: Array, T: Array) -> Array:
+    """1 - 2F1(r+x, b+x; a+b+x-1; z) ((alpha+T)/(alpha+T+t))^(r+x), z = t/(alpha+T+t); the
+    Euler-transformed 2F1 where the series overflows (as lifetimes does)."""
     r, alpha, a, b = fit.r, fit.alpha, fit.a, fit.b
-    t = np.asarray(t, dtype=float)
     aa, bb, cc = r + x, b + x, a + b + x - 1
     z = t / (alpha + T + t)
     with np.errstate(divide="ignore", invalid="ignore"):
         ln_hyp = np.log(special.hyp2f1(aa, bb, cc, z))
-        alt = np.log(special.hyp2f1(cc - aa, cc - bb, cc, z)) + (cc - aa - bb) * np.log1p(-z)
-    ln_hyp = np.where(np.isinf(ln_hyp), alt, ln_hyp)
-    first = (a + b + x - 1) / (a - 1)
-    second = 1 - np.exp(ln_hyp + (r + x) * np.log((alpha + T) / (alpha + t + T)))
-    denominator = 1 + (x > 0) * (a / (b + np.maximum(x, 1) - 1)) * ((alpha + T) / (alpha + tx)) ** (r + x)
-    return np.asarray(first * second / denominator, dtype=float)
+        bad = np.isinf(ln_hyp)
+        if bad.any():
+            ln_hyp[bad] = np.log(special.hyp2f1(cc[bad] - aa[bad], cc[bad] - bb[bad], cc[bad], z[bad])) + (
+                cc[bad] - aa[bad] - bb[bad]
+            ) * np.log1p(-z[bad])
+    return np.asarray(1 - np.exp(ln_hyp + (r + x) * np.log((alpha + T) / (alpha + t + T))), dtype=float)
+
+
+def expected_purchases(fit: BGNBDFit, t: Array | float, x: Array, tx: Array, T: Array) -> Array:
+    """E[purchases in (T, T + t] | x, t_x, T] (FHL 2005 eq. 10)."""
+    return _purchase_scale(fit, x, tx, T) * _purchase_growth(fit, t, x, T)
 
 
 def prob_alive(fit: BGNBDFit, x: Array, tx: Array, T: Array) -> Array:
@@ -58,9 +73,8 @@ def expected_avg_order_value(fit: GammaGammaFit, x: Array, m: Array) -> Array:
     return np.asarray((1 - weight) * fit.population_mean() + weight * m, dtype=float)
 
 
-def discounted_clv(
+def discounted_purchases(
     bgnbd: BGNBDFit,
-    value: Array,
     x: Array,
     tx: Array,
     T: Array,
@@ -68,15 +82,17 @@ def discounted_clv(
     horizon: int,
     units_per_month: float,
     discount_rate: float,
-) -> Array:
-    """Sum over months i = 1..horizon of value x E[purchases in month i] / (1 + d)^i."""
-    total = np.zeros_like(value, dtype=float)
-    previous = np.zeros_like(value, dtype=float)
+) -> tuple[Array, Array]:
+    """Expected purchases over the horizon, and the sum over months i = 1..horizon of the
+    expected purchases in month i discounted by (1 + d)^i (CLV = that x expected spend)."""
+    scale = _purchase_scale(bgnbd, x, tx, T)
+    total = np.zeros_like(x, dtype=float)
+    previous = np.zeros_like(x, dtype=float)
     for month in range(1, horizon + 1):
-        cumulative = expected_purchases(bgnbd, month * units_per_month, x, tx, T)
-        total += value * (cumulative - previous) / (1 + discount_rate) ** month
+        cumulative = scale * _purchase_growth(bgnbd, month * units_per_month, x, T)
+        total += (cumulative - previous) / (1 + discount_rate) ** month
         previous = cumulative
-    return total
+    return previous, total
 
 
 def predict_clv(
@@ -104,21 +120,15 @@ def predict_clv(
     def predict(x: pd.Series, tx: pd.Series, T: pd.Series, m: pd.Series) -> pd.DataFrame:
         xv, txv, Tv, mv = (s.to_numpy(dtype=float) for s in (x, tx, T, m))
         aov = expected_avg_order_value(gamma_gamma, xv, mv)
+        purchases, discounted = discounted_purchases(
+            bgnbd, xv, txv, Tv, horizon=horizon, units_per_month=per_month, discount_rate=discount_rate
+        )
         return pd.DataFrame(
             {
-                "expected_purchases": expected_purchases(bgnbd, horizon * per_month, xv, txv, Tv),
+                "expected_purchases": purchases,
                 "prob_alive": prob_alive(bgnbd, xv, txv, Tv),
                 "expected_avg_order_value": aov,
-                "clv": discounted_clv(
-                    bgnbd,
-                    aov,
-                    xv,
-                    txv,
-                    Tv,
-                    horizon=horizon,
-                    units_per_month=per_month,
-                    discount_rate=discount_rate,
-                ),
+                "clv": aov * discounted,
             }
         )
 
