@@ -10,9 +10,10 @@ scipy's optimisers on the driver over data whose size does not grow with custome
 - Gamma-Gamma: the mean spend is continuous, so distinct tuples would be one per customer.
   Every term except sum_i (p x_i + q) log(v + x_i m_i) reduces to per-frequency sums; that
   one term and its derivatives are six sums over customers for a given v, computed by one
-  Spark aggregation per distinct v the optimiser visits (Newton steps with the exact
-  Hessian), started from the optimum of a bounded random sample of repeat customers fitted
-  on the driver, so the full fit needs only a few aggregations.
+  Spark aggregation of power sums around a centre v0 from which they follow exactly for
+  any v within v0/2 (a series in (v - v0) / (v0 + x m)); Newton steps with the exact
+  Hessian start from the optimum of a bounded random sample of repeat customers fitted on
+  the driver, so the full fit usually needs one aggregation.
 
 Objectives are the mean negative log-likelihood plus ``penalizer * sum(params**2)``, as in
 the lifetimes package; the fitted ``log_likelihood`` is the unpenalised total.
@@ -30,7 +31,7 @@ import pandas as pd
 from numpy.typing import NDArray
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from scipy import optimize, special
+from scipy import special
 
 log = logging.getLogger(__name__)
 
@@ -226,6 +227,10 @@ def bgnbd_log_likelihood(params: dict[str, float] | BGNBDFit, summary: pd.DataFr
 def _newton(parts: Callable[[Array], tuple[float, Array, Array]], theta0: Array) -> Any:
     """Minimise with trust-region Newton steps (scipy's trust-exact) given value, gradient
     and Hessian in one call, each point evaluated once."""
+    # imported here: prediction UDFs unpickle the fits from this module in every Python
+    # worker, which then need not import scipy.optimize (about 0.6 s each)
+    from scipy import optimize
+
     cache: dict[bytes, tuple[float, Array, Array]] = {}
 
     def at(theta: Array) -> tuple[float, Array, Array]:
@@ -362,8 +367,36 @@ class _SpendSums:
         return ll, grad, hess
 
 
+SERIES_TERMS = 60
+
+
+def _series_sums(v: float, v0: float, power: Array) -> dict[str, float]:
+    """The six sums at v from the power sums at v0, for |v - v0| <= v0 / 2: with
+    d = v0 + x m, u = v0 / d and rho = (v - v0) / v0, log(v + x m) = log d + log(1 + rho u)
+    and 1 / (v + x m) = u / v0 / (1 + rho u), expanded in powers of rho u (|rho u| <= 1/2,
+    so SERIES_TERMS = 60 leaves a relative error below 1e-16)."""
+    n_k = SERIES_TERMS + 2
+    a, b = power[2 : 2 + n_k], power[2 + n_k :]  # a[k-1] = sum u^k, b[k-1] = sum x u^k
+    rho = (v - v0) / v0
+    k = np.arange(1, SERIES_TERMS + 1)
+    log_terms = (-1.0) ** (k + 1) * rho**k / k
+    j = np.arange(0, SERIES_TERMS + 1)
+    inv_terms = (-rho) ** j
+    return {
+        "S0": power[0] + float(np.dot(log_terms, a[:SERIES_TERMS])),
+        "S1": power[1] + float(np.dot(log_terms, b[:SERIES_TERMS])),
+        "R0": float(np.dot(inv_terms, a[: SERIES_TERMS + 1])) / v0,
+        "R1": float(np.dot(inv_terms, b[: SERIES_TERMS + 1])) / v0,
+        "Q0": float(np.dot((j + 1) * inv_terms, a[1 : SERIES_TERMS + 2])) / v0**2,
+        "Q1": float(np.dot((j + 1) * inv_terms, b[1 : SERIES_TERMS + 2])) / v0**2,
+    }
+
+
 class _SparkSpendSums(_SpendSums):
-    """The repeat customers on Spark (persisted until ``close``): one aggregation per v."""
+    """The repeat customers on Spark (persisted until ``close``). One aggregation gives the
+    power sums around a centre v0, from which the sums at any v within v0 / 2 of it follow
+    on the driver exactly (to rounding); the centre moves only when the optimiser leaves
+    that range."""
 
     def __init__(self, summary: DataFrame) -> None:
         _require(summary, ("frequency", "monetary_value"), "fit_gamma_gamma")
@@ -380,20 +413,29 @@ class _SparkSpendSums(_SpendSums):
         except ValueError:
             self.close()
             raise
+        self._center: tuple[float, Array] | None = None
+        self.aggregations = 0
 
     def _sums(self, v: float) -> dict[str, float]:
-        d = F.lit(v) + F.col("x") * F.col("m")
-        x = F.col("x")
+        if self._center is None or abs(v - self._center[0]) > self._center[0] / 2:
+            self._center = (v, self._power_sums(v))
+            self.aggregations += 1
+        return _series_sums(v, *self._center)
+
+    def _power_sums(self, v0: float) -> Array:
+        """One aggregation: sum log d, sum x log d, then sum u^k and sum x u^k for
+        k = 1..SERIES_TERMS+2, with d = v0 + x m and u = v0 / d in (0, 1]."""
+        x, d = F.col("x"), F.lit(v0) + F.col("x") * F.col("m")
+        u = F.lit(v0) / d
+        ks = range(1, SERIES_TERMS + 3)
         row = self.data.agg(
-            *(
-                F.sum(e).alias(k)
-                for k, e in zip(
-                    self.KEYS, (x * F.log(d), F.log(d), x / d, 1 / d, x / (d * d), 1 / (d * d)), strict=True
-                )
-            )
+            F.sum(F.log(d)),
+            F.sum(x * F.log(d)),
+            *(F.sum(F.pow(u, k)) for k in ks),
+            *(F.sum(x * F.pow(u, k)) for k in ks),
         ).first()
         assert row is not None
-        return {k: float(row[k]) for k in self.KEYS}
+        return np.array([float(value) for value in row], dtype=float)
 
     def sample(self, rows: int, seed: int) -> _LocalSpendSums:
         """About ``rows`` repeat customers drawn at random, on the driver (bounded)."""
@@ -460,7 +502,7 @@ def fit_gamma_gamma(
         ll, _, hess = sums.loglik(*params)
         log.info(
             "Gamma-Gamma fit: %d Spark aggregations over %d repeat customers (%s)",
-            len(sums._cache),
+            sums.aggregations,
             int(sums.n),
             result.message,
         )
