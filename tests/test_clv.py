@@ -234,6 +234,10 @@ def test_bad_inputs_are_named(spark: SparkSession, drawn: tuple[pd.DataFrame, Da
         fit_gamma_gamma(spark.createDataFrame([(2.0, 0.0)], "frequency double, monetary_value double"))
     with pytest.raises(ValueError, match="max_tuples"):
         fit_bgnbd(sdf, max_tuples=10)
+    bg = BGNBDFit(r=1.0, alpha=40.0, a=0.5, b=3.0, log_likelihood=0.0, n_customers=1)
+    heavy_tailed = GammaGammaFit(p=4.0, q=0.9, v=60.0, log_likelihood=0.0, n_customers=1)
+    with pytest.raises(ValueError, match="q = 0.9 <= 1"):
+        predict_clv(sdf, bg, heavy_tailed, horizon=12, discount_rate=0.01)
 
 
 def test_stage_writes_clv_holdout_and_segment_check(spark: SparkSession, tmp_path: Path) -> None:

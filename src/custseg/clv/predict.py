@@ -114,6 +114,11 @@ def predict_clv(
         raise ValueError(f"predict_clv: horizon must be at least one month, got {horizon}")
     if discount_rate < 0:
         raise ValueError(f"predict_clv: discount_rate must be >= 0, got {discount_rate}")
+    if gamma_gamma.q <= 1:
+        raise ValueError(
+            f"predict_clv: the Gamma-Gamma fit has q = {gamma_gamma.q:.4g} <= 1, so the population mean "
+            "spend is infinite; refit with a penalizer (clv.penalizer) or check the spend data"
+        )
     per_month = UNITS_PER_MONTH[time_unit]
 
     @pandas_udf(PREDICTION_SCHEMA)  # type: ignore[call-overload]
