@@ -1,13 +1,12 @@
 """Customer lifetime value (stage ``clv``): BG/NBD + Gamma-Gamma on Spark summaries."""
 
-from custseg.clv.models import BGNBDFit, GammaGammaFit, bgnbd_log_likelihood, fit_bgnbd, fit_gamma_gamma
+from custseg.clv.models import BGNBDFit, GammaGammaFit, fit_bgnbd, fit_gamma_gamma
 from custseg.clv.predict import expected_purchases, predict_clv, prob_alive
 from custseg.clv.summary import calibration_and_holdout, summarize_transactions
 
 __all__ = [
     "BGNBDFit",
     "GammaGammaFit",
-    "bgnbd_log_likelihood",
     "calibration_and_holdout",
     "expected_purchases",
     "fit_bgnbd",

@@ -216,15 +216,6 @@ def bgnbd_hessian(
     return h
 
 
-def bgnbd_log_likelihood(params: dict[str, float] | BGNBDFit, summary: pd.DataFrame) -> float:
-    """Total BG/NBD log-likelihood of a pandas summary (frequency, recency, T[, n])."""
-    p = params.params() if isinstance(params, BGNBDFit) else params
-    arr = np.array([p["r"], p["alpha"], p["a"], p["b"]], dtype=float)
-    w = summary["n"].to_numpy(float) if "n" in summary else np.ones(len(summary))
-    ll, _ = bgnbd_loglik_terms(arr, *(summary[c].to_numpy(float) for c in ("frequency", "recency", "T")))
-    return float(np.dot(w, ll))
-
-
 def _newton(parts: Callable[[Array], tuple[float, Array, Array]], theta0: Array) -> Any:
     """Minimise with trust-region Newton steps (scipy's trust-exact) given value, gradient
     and Hessian in one call, each point evaluated once."""
@@ -248,6 +239,18 @@ def _newton(parts: Callable[[Array], tuple[float, Array, Array]], theta0: Array)
         method="trust-exact",
         options={"gtol": 1e-9, "maxiter": 500},
     )
+
+
+def _penalised_in_logs(
+    params: Array, ll: float, grad: Array, hess: Array, n: float, penalizer: float
+) -> tuple[float, Array, Array]:
+    """Mean negative log-likelihood plus ``penalizer * sum(params**2)``, with its gradient
+    and Hessian in the log-parameters, from the total log-likelihood, gradient and Hessian
+    in the natural parameters ``params``."""
+    value = -ll / n + penalizer * float(np.sum(params**2))
+    g = -grad / n + 2 * penalizer * params
+    h = -hess / n + 2 * penalizer * np.eye(len(params))
+    return value, g * params, h * np.outer(params, params) + np.diag(g * params)
 
 
 def fit_bgnbd(
@@ -274,10 +277,8 @@ def fit_bgnbd(
     def parts(theta: Array) -> tuple[float, Array, Array]:
         params = np.exp(theta)
         ll, grad = bgnbd_loglik_terms(params, x, tx, T, freqs)
-        value = -float(np.dot(w, ll)) / n + penalizer * float(np.sum(params**2))
-        g = -(grad @ w) / n + 2 * penalizer * params
-        h = -bgnbd_hessian(params, x, tx, T, w, freqs) / n + 2 * penalizer * np.eye(4)
-        return value, g * params, h * np.outer(params, params) + np.diag(g * params)
+        hess = bgnbd_hessian(params, x, tx, T, w, freqs)
+        return _penalised_in_logs(params, float(np.dot(w, ll)), grad @ w, hess, n, penalizer)
 
     result = _newton(parts, theta0)
     params = np.exp(result.x)
@@ -481,15 +482,10 @@ class _LocalSpendSums(_SpendSums):
 
 def _fit_spend(sums: _SpendSums, penalizer: float, start: dict[str, float]) -> Any:
     """Newton on the Gamma-Gamma objective of ``sums`` from ``start``."""
-    n = sums.n
 
     def parts(theta: Array) -> tuple[float, Array, Array]:
-        p = np.exp(theta)
-        ll, g, h = sums.loglik(*p)
-        f = -ll / n + penalizer * float(np.sum(p**2))
-        g_nat = -g / n + 2 * penalizer * p
-        h_nat = -h / n + 2 * penalizer * np.eye(3)
-        return f, g_nat * p, h_nat * np.outer(p, p) + np.diag(g_nat * p)
+        params = np.exp(theta)
+        return _penalised_in_logs(params, *sums.loglik(*params), sums.n, penalizer)
 
     return _newton(parts, np.log([start["p"], start["q"], start["v"]]))
 

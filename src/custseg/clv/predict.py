@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.functions import pandas_udf
 from scipy import special
 
-from custseg.clv.models import BGNBDFit, GammaGammaFit, _require
+from custseg.clv.models import SUMMARY_COLUMNS, BGNBDFit, GammaGammaFit, _require
 from custseg.clv.summary import _unit_days
 
 Array = NDArray[np.float64]
@@ -28,13 +28,9 @@ PREDICTION_SCHEMA = (
 
 
 def _purchase_scale(fit: BGNBDFit, x: Array, tx: Array, T: Array) -> Array:
-    """The factor of FHL 2005 eq. 10 that does not depend on the horizon t."""
-    a, b = fit.a, fit.b
-    first = (a + b + x - 1) / (a - 1)
-    denominator = 1 + (x > 0) * (a / (b + np.maximum(x, 1) - 1)) * ((fit.alpha + T) / (fit.alpha + tx)) ** (
-        fit.r + x
-    )
-    return np.asarray(first / denominator, dtype=float)
+    """The factor of FHL 2005 eq. 10 that does not depend on the horizon t: its
+    denominator is 1 / P(alive)."""
+    return np.asarray((fit.a + fit.b + x - 1) / (fit.a - 1) * prob_alive(fit, x, tx, T), dtype=float)
 
 
 def _purchase_growth(fit: BGNBDFit, t: Array | float, x: Array, T: Array) -> Array:
@@ -108,7 +104,7 @@ def predict_clv(
     expected_avg_order_value and clv. ``horizon`` is in months (30 days or 4.345 weeks, as
     lifetimes counts them) and ``discount_rate`` is monthly; the summary's time unit must
     be the one the models were fitted in."""
-    _require(summary, ("frequency", "recency", "T", "monetary_value"), "predict_clv")
+    _require(summary, SUMMARY_COLUMNS, "predict_clv")
     _unit_days(time_unit)
     if horizon < 1:
         raise ValueError(f"predict_clv: horizon must be at least one month, got {horizon}")
@@ -137,7 +133,7 @@ def predict_clv(
             }
         )
 
-    cols: list[Column] = [F.col(c).cast("double") for c in ("frequency", "recency", "T", "monetary_value")]
+    cols: list[Column] = [F.col(c).cast("double") for c in SUMMARY_COLUMNS]
     out = summary.withColumn("_prediction", predict(*cols))
     return out.select(*summary.columns, "_prediction.*")
 
