@@ -159,11 +159,10 @@ def run_clv(ctx: StageContext) -> None:
     started = time.perf_counter()
     metrics: dict[str, Any] = run_holdout(orders, cfg, observation_end, run)
     summary = summarize_transactions(
-        orders, ts_col="day", observation_end=observation_end, time_unit=cfg.time_unit
+        orders, ts_col="day", observation_end=observation_end, time_unit=cfg.time_unit, include_total=True
     ).cache()
     try:
         bgnbd, gamma_gamma = fit_models(summary, cfg)
-        historical = orders.where(F.col("day") <= F.lit(observation_end)).groupBy("customer_id")
         clv = (
             predict_clv(
                 summary,
@@ -173,7 +172,7 @@ def run_clv(ctx: StageContext) -> None:
                 time_unit=cfg.time_unit,
                 discount_rate=cfg.discount_rate,
             )
-            .join(historical.agg(F.sum("amount").alias("historical_value")), "customer_id")
+            .withColumnRenamed("total_amount", "historical_value")
             .withColumn("observation_end", F.lit(observation_end))
         )
         tables.write(clv, "gold.customer_clv")

@@ -53,7 +53,9 @@ def _periods(
     ).where(F.col("customer_id").isNotNull() & F.col("period").isNotNull())
 
 
-def _summarise(periods: DataFrame, end: date, unit: int, customer_col: str) -> DataFrame:
+def _summarise(
+    periods: DataFrame, end: date, unit: int, customer_col: str, include_total: bool = False
+) -> DataFrame:
     # One shuffle by customer serves both aggregations (per period, then per customer);
     # few customers buy twice in a period, so a partial aggregation first would save little.
     per_period = (
@@ -77,6 +79,7 @@ def _summarise(periods: DataFrame, end: date, unit: int, customer_col: str) -> D
         F.when(frequency > 0, (F.col("total") - F.col("first_amount")) / frequency)
         .otherwise(0.0)
         .alias("monetary_value"),
+        *([F.col("total").alias("total_amount")] if include_total else []),
     )
 
 
@@ -88,14 +91,16 @@ def summarize_transactions(
     amount_col: str = "amount",
     observation_end: date | str,
     time_unit: str = "D",
+    include_total: bool = False,
 ) -> DataFrame:
     """One row per customer with a purchase up to ``observation_end``: customer_col,
-    frequency, recency, T, monetary_value (doubles), as lifetimes defines them."""
+    frequency, recency, T, monetary_value (doubles), as lifetimes defines them; with
+    ``include_total`` also total_amount, the sum of every counted purchase."""
     unit = _unit_days(time_unit)
     end_day = _as_date(observation_end, "observation_end")
     end = _start_of(end_day, time_unit)
     periods = _periods(transactions, customer_col, ts_col, amount_col, time_unit)
-    return _summarise(periods.where(F.col("period") <= F.lit(end)), end, unit, customer_col)
+    return _summarise(periods.where(F.col("period") <= F.lit(end)), end, unit, customer_col, include_total)
 
 
 def _start_of(day: date, time_unit: str) -> date:
