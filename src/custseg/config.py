@@ -699,6 +699,137 @@ class ClvConfig(_Section):
     segment_col: str = Field("segment", description="Segment column of segments_table.")
 
 
+SEGMENT_NUMERIC = (
+    "orders_per_year",
+    "avg_order_value",
+    "monetary_365d",
+    "discount_share_1095d",
+    "cost_of_goods_rate",
+    "support_per_year",
+    "unresolved_rate",
+    "active_day_share",
+    "sessions_per_active_day",
+    "max_daily_features_used_1095d",
+    "touches_per_year",
+    "recency_days",
+)
+# Rates over the customer's whole history (the longest window), so customers of different
+# tenure compare; every null has a defined fill.
+SEGMENT_DERIVED = {
+    "orders_per_year": "orders_1095d / (greatest(least(days_since_first_event, 1095), 30) / 365.25)",
+    "avg_order_value": "coalesce(avg_order_value, 0.0)",
+    "cost_of_goods_rate": "CASE WHEN gross_sales_1095d > 0 THEN cogs_1095d / gross_sales_1095d ELSE 0.0 END",
+    "support_per_year": "support_contacts_1095d"
+    " / (greatest(least(days_since_first_event, 1095), 30) / 365.25)",
+    "unresolved_rate": "1.0 - coalesce(support_resolution_rate, 1.0)",
+    "active_day_share": "active_days_1095d / greatest(least(days_since_first_event, 1095), 1)",
+    "sessions_per_active_day": "sessions_1095d / greatest(active_days_1095d, 1)",
+    "touches_per_year": "touches_1095d / (greatest(least(days_since_first_event, 1095), 30) / 365.25)",
+    "recency_days": "coalesce(recency_days, days_since_first_event + 365)",
+}
+
+
+class SegmentConfig(_Section):
+    """Stage ``segment``: gold.customer_features -> k-prototypes segments, chosen by
+    silhouette and bootstrap stability, with MLlib comparators, registered in MLflow."""
+
+    features_table: str = Field(
+        "gold.customer_features", description="Feature table (customer_id, snapshot_date)."
+    )
+    snapshot_date: date | None = Field(None, description="Snapshot to segment; null = the latest.")
+    numeric_features: list[str] = Field(
+        list(SEGMENT_NUMERIC), min_length=1, description="Numeric inputs (feature columns or derived names)."
+    )
+    derived: dict[str, str] = Field(
+        dict(SEGMENT_DERIVED),
+        description="Spark SQL expressions over the feature table, computed first (saved with the model); "
+        "a name that is also a feature column replaces it (how nulls are filled).",
+    )
+    log_features: list[str] = Field(
+        [
+            "orders_per_year",
+            "avg_order_value",
+            "monetary_365d",
+            "support_per_year",
+            "sessions_per_active_day",
+            "max_daily_features_used_1095d",
+            "touches_per_year",
+            "recency_days",
+        ],
+        description="Numeric inputs given a signed log1p before standardising (heavy-tailed money, counts).",
+    )
+    categorical_features: list[str] = Field(
+        ["plan", "company_size", "industry"], description="Categorical inputs (nulls become 'unknown')."
+    )
+    k_min: int = Field(3, ge=2, description="Smallest k of the sweep.")
+    k_max: int = Field(7, ge=2, description="Largest k of the sweep.")
+    init_mode: Literal["cao", "huang", "k-means||", "random"] = Field(
+        "k-means||", description="KPrototypes initMode."
+    )
+    max_iter: int = Field(50, ge=1, description="KPrototypes maxIter.")
+    tol: float = Field(
+        1e-4, ge=0, description="KPrototypes tol: largest centre shift that counts as converged."
+    )
+    gamma: float | None = Field(
+        None, gt=0, description="Weight of a categorical mismatch; null = kmodes' default."
+    )
+    silhouette_rows: int = Field(3000, ge=10, le=20000, description="Seeded sample for the exact silhouette.")
+    bootstrap_resamples: int = Field(5, ge=0, description="B of the bootstrap stability (0 = skip).")
+    bootstrap_rows: int = Field(
+        50000, ge=100, description="Expected rows per bootstrap resample (all rows when the data has fewer)."
+    )
+    unstable_below: float = Field(0.6, ge=0, le=1, description="Mean Jaccard below this: cluster unstable.")
+    stable_from: float = Field(0.75, ge=0, le=1, description="Mean Jaccard at or above this: cluster stable.")
+    selection_rule: Literal["silhouette_if_stable", "silhouette", "stability"] = Field(
+        "silhouette_if_stable",
+        description="silhouette_if_stable: largest silhouette among k whose business clusters are all "
+        "stable (else largest silhouette, warned); silhouette: largest silhouette; stability: largest "
+        "smallest mean Jaccard.",
+    )
+    outlier_probe_k: int = Field(
+        12,
+        ge=0,
+        description="Outlier screen: k of the probe fit whose tiny extreme clusters are outliers (0 = off).",
+    )
+    outlier_probe_rows: int = Field(50000, ge=100, description="Expected rows of the probe's seeded sample.")
+    outlier_max_share: float = Field(
+        0.01, ge=0, le=1, description="Outlier cluster: at most this share of rows ..."
+    )
+    outlier_min_z: float = Field(
+        4.0, gt=0, description="... and some scaled prototype value at least this far out."
+    )
+    comparators: list[Literal["kmeans", "bisecting_kmeans", "gaussian_mixture"]] = Field(
+        ["kmeans", "bisecting_kmeans", "gaussian_mixture"],
+        description="MLlib algorithms run beside k-prototypes.",
+    )
+    comparator_max_iter: int = Field(20, ge=1, description="maxIter of the MLlib comparators.")
+    value_cols: list[str] = Field(
+        ["monetary_365d", "gross_margin_365d"], min_length=1, description="Naming: value tier from these."
+    )
+    engagement_col: str = Field("active_days_365d", description="Naming: engagement word from this.")
+    cost_col: str | None = Field("cost_to_serve_365d", description="Naming: cost-to-serve word from this.")
+    persona_col: str | None = Field(
+        "legacy_persona", description="Legacy personas to cross-tabulate; null = none."
+    )
+    register_model: bool = Field(True, description="Log and register the chosen pipeline in MLflow.")
+    model_name: str = Field("custseg-segmentation", description="Registered model name.")
+    alias: str = Field("champion", description="Alias set on the registered version.")
+    score_output: str = Field(
+        "gold.segment_snapshots", description="jobs/score.py: table of segments per customer and snapshot."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> SegmentConfig:
+        if self.k_max < self.k_min:
+            raise ValueError(f"segment.k_max ({self.k_max}) < segment.k_min ({self.k_min})")
+        unknown = [c for c in self.log_features if c not in self.numeric_features]
+        if unknown:
+            raise ValueError(f"segment.log_features not in segment.numeric_features: {unknown}")
+        if self.unstable_below > self.stable_from:
+            raise ValueError("segment.unstable_below must not exceed segment.stable_from")
+        return self
+
+
 IDENTITY_FIELDS = (
     "first_name",
     "last_name",
@@ -723,6 +854,7 @@ class Config(_Section):
     ingest: IngestConfig = IngestConfig()
     stitch: StitchConfig = StitchConfig()
     features: FeaturesConfig = FeaturesConfig()
+    segment: SegmentConfig = SegmentConfig()
     clv: ClvConfig = ClvConfig()
 
     @model_validator(mode="after")

@@ -39,6 +39,7 @@ def _registry() -> dict[str, StageFn]:
     from custseg.features.job import run_features
     from custseg.generate.job import run_generate
     from custseg.ingest.job import run_ingest
+    from custseg.segment.job import run_segment
     from custseg.stitch.job import run_stitch
 
     return {
@@ -46,6 +47,7 @@ def _registry() -> dict[str, StageFn]:
         "ingest": run_ingest,
         "stitch": run_stitch,
         "features": run_features,
+        "segment": run_segment,
         "clv": run_clv,
     }
 

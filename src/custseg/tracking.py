@@ -181,3 +181,47 @@ def pipeline_parent(cfg: Config, run_id: str) -> Iterator[str]:
         _log_run_params(cfg, existing)
         mlflow.log_dict(cfg.model_dump(mode="json"), "config.yaml")
         yield run.info.run_id
+
+
+@contextmanager
+def candidate_run(parent: StageRun, name: str, params: Mapping[str, Any]) -> Iterator[StageRun]:
+    """A nested MLflow run under the stage's run, one per model candidate (algorithm, k),
+    so a data scientist compares them side by side; a no-op handle when tracking is off."""
+    if not parent.mlflow_run_id:
+        yield StageRun(id=parent.id, stage=parent.stage)
+        return
+    with mlflow.start_run(
+        run_name=name,
+        nested=True,
+        tags={RUN_TAG: parent.id, STAGE_TAG: parent.stage, "custseg.candidate": name},
+    ) as child:
+        handle = StageRun(id=parent.id, stage=parent.stage, mlflow_run_id=child.info.run_id)
+        handle.log_params(params)
+        yield handle
+
+
+def log_and_register_spark_model(
+    run: StageRun, model: Any, *, name: str, alias: str, requirements: list[str]
+) -> str | None:
+    """Log a fitted pyspark.ml PipelineModel to the run, register it as ``name`` and point
+    ``alias`` at the new version; returns the version (None with tracking off)."""
+    if not run.mlflow_run_id:
+        return None
+    import mlflow.spark
+
+    info = mlflow.spark.log_model(
+        model, artifact_path="model", registered_model_name=name, pip_requirements=requirements
+    )
+    version = str(info.registered_model_version)
+    MlflowClient().set_registered_model_alias(name, alias, version)
+    log.info("registered %s version %s with alias %s", name, version, alias)
+    return version
+
+
+def load_registered_spark_model(cfg: Config, name: str, alias: str) -> tuple[Any, str]:
+    """The pyspark.ml model registered as ``name`` under ``alias``, and its version."""
+    import mlflow.spark
+
+    _experiment_id(cfg)
+    version = MlflowClient().get_model_version_by_alias(name, alias)
+    return mlflow.spark.load_model(f"models:/{name}@{alias}"), str(version.version)

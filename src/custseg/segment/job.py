@@ -1,0 +1,638 @@
+"""Stage ``segment``: gold.customer_features -> segments chosen, validated and registered.
+
+1. The latest (or configured) snapshot of the features; a ``SQLTransformer`` computes the
+   configured derived inputs and fills nulls, ``LogStandardScaler`` scales the numeric
+   inputs. Both are fitted once and saved with the model.
+2. For every k of the sweep: k-prototypes (one nested MLflow run), its outlier clusters,
+   the exact mixed-dissimilarity silhouette on a bounded seeded sample, bootstrap
+   stability; beside it the MLlib comparators on the same scaled features with one-hot
+   categoricals (one nested run each) with the same cost and silhouette.
+3. The selection rule of the config picks k; the chosen clusters are profiled and named;
+   the pipeline (prep, scaler, k-prototypes with names) is logged and registered with the
+   configured alias. Outputs: gold.segment_assignments, gold.segment_model_selection,
+   gold.segment_stability, gold.segment_persona_crosstab; plots in MLflow.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import altair as alt
+import numpy as np
+import pandas as pd
+from pyspark.ml import Pipeline, PipelineModel
+from pyspark.ml.clustering import BisectingKMeans, GaussianMixture, KMeans
+from pyspark.ml.feature import (
+    ElementwiseProduct,
+    OneHotEncoder,
+    SQLTransformer,
+    StringIndexer,
+    VectorAssembler,
+)
+from pyspark.ml.linalg import Vectors
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.storagelevel import StorageLevel
+
+from custseg.config import SegmentConfig
+from custseg.segment.kprototypes import KPrototypes, KPrototypesModel, mixed_gamma
+from custseg.segment.naming import OUTLIER, outlier_clusters, segment_names
+from custseg.segment.scaling import LogStandardScaler
+from custseg.segment.validate import (
+    Stability,
+    bootstrap_stability,
+    draw_sample,
+    mixed_silhouette,
+    partition_cost,
+)
+from custseg.tracking import StageRun, candidate_run, log_and_register_spark_model
+
+if TYPE_CHECKING:
+    from custseg.pipeline import StageContext
+
+log = logging.getLogger(__name__)
+
+KEY = "customer_id"
+SEG = "seg_"  # prepared model inputs
+Z = "z_"  # scaled numeric inputs
+
+
+# --- inputs -----------------------------------------------------------------------------
+
+
+def prep_statement(cfg: SegmentConfig) -> str:
+    """SQL of the prep step: every model input as ``seg_<name>`` (derived expressions,
+    categoricals as strings with nulls as 'unknown'); the input's columns pass through."""
+    parts = [f"CAST({cfg.derived.get(c, f'`{c}`')} AS DOUBLE) AS `{SEG}{c}`" for c in cfg.numeric_features]
+    parts += [f"coalesce(CAST(`{c}` AS STRING), 'unknown') AS `{SEG}{c}`" for c in cfg.categorical_features]
+    return "SELECT *, " + ", ".join(parts) + " FROM __THIS__"
+
+
+def numeric_inputs(cfg: SegmentConfig) -> list[str]:
+    return [f"{Z}{c}" for c in cfg.numeric_features]
+
+
+def categorical_inputs(cfg: SegmentConfig) -> list[str]:
+    return [f"{SEG}{c}" for c in cfg.categorical_features]
+
+
+def fit_prep(cfg: SegmentConfig, features: DataFrame) -> PipelineModel:
+    """The prep SQL and the fitted scaler, as one PipelineModel."""
+    need = [c for c in cfg.numeric_features if c not in cfg.derived] + cfg.categorical_features
+    missing = [c for c in need if c not in features.columns]
+    if missing:
+        raise ValueError(
+            f"segment: {cfg.features_table} has no column(s) {missing} (segment.numeric_features / "
+            "segment.categorical_features)"
+        )
+    scaler = LogStandardScaler(
+        inputCols=[f"{SEG}{c}" for c in cfg.numeric_features],
+        outputCols=numeric_inputs(cfg),
+        logCols=[f"{SEG}{c}" for c in cfg.log_features],
+    )
+    return Pipeline(stages=[SQLTransformer(statement=prep_statement(cfg)), scaler]).fit(features)
+
+
+def profile_columns(cfg: SegmentConfig, columns: list[str]) -> list[str]:
+    """Feature columns (original units) kept beside the model inputs for profiling."""
+    wanted = [*cfg.value_cols, cfg.engagement_col, *([cfg.cost_col] if cfg.cost_col else [])]
+    wanted += [c for c in cfg.numeric_features if c in columns]
+    return list(dict.fromkeys(c for c in wanted if c in columns))
+
+
+# --- candidates -------------------------------------------------------------------------
+
+
+@dataclass
+class Candidate:
+    """Metrics of one (algorithm, k)."""
+
+    algorithm: str
+    k: int
+    cost: float
+    silhouette: float
+    seconds: float
+    iterations: int = 0
+    stability: Stability | None = None
+    model: KPrototypesModel | None = None
+    sizes: list[int] = field(default_factory=list)
+
+    def stability_table(self, cfg: SegmentConfig) -> pd.DataFrame | None:
+        if self.stability is None:
+            return None
+        table = self.stability.per_cluster(cfg.unstable_below, cfg.stable_from)
+        table["customers"] = self.sizes
+        return table
+
+    def all_stable(self, cfg: SegmentConfig) -> bool | None:
+        table = self.stability_table(cfg)
+        return None if table is None else bool((table["verdict"] == "stable").all())
+
+    def row(self, cfg: SegmentConfig) -> dict[str, Any]:
+        business = self.stability_table(cfg)
+        return {
+            "algorithm": self.algorithm,
+            "k": self.k,
+            "cost": self.cost,
+            "silhouette": self.silhouette,
+            "iterations": self.iterations,
+            "ari_mean": float(self.stability.ari.mean())
+            if self.stability and len(self.stability.ari)
+            else None,
+            "jaccard_min_mean": float(business["jaccard_mean"].min())
+            if business is not None and len(business)
+            else None,
+            "unstable_clusters": int((business["verdict"] == "unstable").sum())
+            if business is not None
+            else None,
+            "all_stable": self.all_stable(cfg),
+            "seconds": self.seconds,
+        }
+
+
+def fit_kprototypes(
+    cfg: SegmentConfig,
+    scaled: DataFrame,
+    sample: pd.DataFrame,
+    k: int,
+    gamma: float,
+    seed: int,
+    n: int,
+    run: StageRun,
+) -> Candidate:
+    """k-prototypes at k: fit, silhouette, bootstrap stability; one nested run."""
+    numeric, categorical = numeric_inputs(cfg), categorical_inputs(cfg)
+    estimator = KPrototypes(
+        k=k,
+        numericCols=numeric,
+        categoricalCols=categorical,
+        gamma=gamma,
+        initMode=cfg.init_mode,
+        maxIter=cfg.max_iter,
+        tol=cfg.tol,
+        seed=seed,
+    )
+    params = {"algorithm": "kprototypes", "k": k, "gamma": gamma, "init_mode": cfg.init_mode, "seed": seed}
+    with candidate_run(run, f"kprototypes k={k}", params) as child:
+        started = time.perf_counter()
+        model = estimator.fit(scaled)
+        summary = model.summary
+        labels = model.predict_local(sample[numeric].to_numpy(float), sample[categorical].to_numpy(object))
+        silhouette = mixed_silhouette(
+            sample[numeric].to_numpy(float), sample[categorical].to_numpy(object), labels, gamma
+        )
+        stability = None
+        if cfg.bootstrap_resamples > 0:
+            labelled = model.transform(scaled.select(*numeric, *categorical)).withColumnRenamed(
+                "segment", "_orig"
+            )
+            stability = bootstrap_stability(
+                labelled,
+                "_orig",
+                k,
+                estimator,
+                resamples=cfg.bootstrap_resamples,
+                seed=seed + 1000 * k,
+                fraction=min(1.0, cfg.bootstrap_rows / n),
+            )
+        candidate = Candidate(
+            "kprototypes",
+            k,
+            summary.trainingCost,
+            silhouette,
+            time.perf_counter() - started,
+            summary.iterations,
+            stability,
+            model,
+            summary.clusterSizes,
+        )
+        child.log_metrics({m: float(v) for m, v in candidate.row(cfg).items() if _numeric(v)})
+        log.info(
+            "segment: kprototypes k=%d cost %.6g silhouette %.4f all clusters stable %s (%.1f s)",
+            k,
+            candidate.cost,
+            silhouette,
+            candidate.all_stable(cfg),
+            candidate.seconds,
+        )
+    return candidate
+
+
+def _numeric(value: Any) -> bool:
+    return isinstance(value, int | float | bool | np.floating | np.integer) and not (
+        isinstance(value, float) and math.isnan(value)
+    )
+
+
+def onehot_features(cfg: SegmentConfig, scaled: DataFrame, gamma: float) -> PipelineModel:
+    """Scaled numerics plus one-hot categoricals for MLlib, each one-hot dimension
+    weighted sqrt(gamma / 2): two different categories are then gamma apart in squared
+    Euclidean distance, as one mismatch costs in k-prototypes."""
+    categorical = categorical_inputs(cfg)
+    indexed = [f"{c}_idx" for c in categorical]
+    onehot = [f"{c}_1h" for c in categorical]
+    encoders = Pipeline(
+        stages=[
+            StringIndexer(inputCols=categorical, outputCols=indexed, handleInvalid="keep"),
+            OneHotEncoder(inputCols=indexed, outputCols=onehot, dropLast=False, handleInvalid="keep"),
+            VectorAssembler(inputCols=[*numeric_inputs(cfg), *onehot], outputCol="_raw"),
+        ]
+    ).fit(scaled)
+    first = encoders.transform(scaled.limit(1)).first()
+    assert first is not None
+    onehot_dims = first["_raw"].size - len(cfg.numeric_features)
+    weights = [1.0] * len(cfg.numeric_features) + [math.sqrt(gamma / 2)] * onehot_dims
+    product = ElementwiseProduct(scalingVec=Vectors.dense(weights), inputCol="_raw", outputCol="features")
+    return PipelineModel(stages=[*encoders.stages, product])
+
+
+def fit_comparator(
+    cfg: SegmentConfig,
+    algorithm: str,
+    vectors: DataFrame,
+    sample_vectors: DataFrame,
+    sample: pd.DataFrame,
+    k: int,
+    gamma: float,
+    seed: int,
+    run: StageRun,
+) -> Candidate:
+    """One MLlib algorithm at k, scored with k-prototypes' cost and silhouette."""
+    estimators: dict[str, Any] = {
+        "kmeans": KMeans(k=k, seed=seed, maxIter=cfg.comparator_max_iter),
+        "bisecting_kmeans": BisectingKMeans(k=k, seed=seed, maxIter=cfg.comparator_max_iter),
+        "gaussian_mixture": GaussianMixture(k=k, seed=seed, maxIter=cfg.comparator_max_iter),
+    }
+    estimator = estimators[algorithm].setFeaturesCol("features").setPredictionCol("_label")
+    with candidate_run(run, f"{algorithm} k={k}", {"algorithm": algorithm, "k": k, "seed": seed}) as child:
+        started = time.perf_counter()
+        model = estimator.fit(vectors)
+        cost = partition_cost(
+            model.transform(vectors), "_label", numeric_inputs(cfg), categorical_inputs(cfg), gamma
+        )
+        labelled = model.transform(sample_vectors).select(KEY, "_label").toPandas()
+        labels = sample[[KEY]].merge(labelled, on=KEY, how="left")["_label"].to_numpy()
+        silhouette = mixed_silhouette(
+            sample[numeric_inputs(cfg)].to_numpy(float),
+            sample[categorical_inputs(cfg)].to_numpy(object),
+            labels,
+            gamma,
+        )
+        candidate = Candidate(algorithm, k, cost, silhouette, time.perf_counter() - started)
+        child.log_metrics({m: float(v) for m, v in candidate.row(cfg).items() if _numeric(v)})
+        log.info(
+            "segment: %s k=%d cost %.6g silhouette %.4f (%.1f s)",
+            algorithm,
+            k,
+            cost,
+            silhouette,
+            candidate.seconds,
+        )
+    return candidate
+
+
+def choose(cfg: SegmentConfig, candidates: list[Candidate]) -> Candidate:
+    """The k-prototypes candidate the configured rule picks (recorded in the selection)."""
+    kp = [c for c in candidates if c.algorithm == "kprototypes"]
+    if cfg.selection_rule == "stability" and all(c.stability is not None for c in kp):
+        return max(kp, key=lambda c: (c.row(cfg)["jaccard_min_mean"] or 0.0, c.silhouette))
+    if cfg.selection_rule == "silhouette_if_stable":
+        stable = [c for c in kp if c.all_stable(cfg)]
+        if stable:
+            return max(stable, key=lambda c: c.silhouette)
+        log.warning("segment: no k has all business clusters stable; choosing by silhouette alone")
+    return max(kp, key=lambda c: c.silhouette)
+
+
+# --- naming, outputs, plots -------------------------------------------------------------
+
+
+def cluster_profiles(
+    labelled: DataFrame, profile_cols: list[str], names: dict[int, str] | None = None
+) -> pd.DataFrame:
+    """Per cluster of ``segment``: customers and the mean of every profile column."""
+    rows = pd.DataFrame(
+        labelled.groupBy("segment")
+        .agg(F.count(F.lit(1)).alias("customers"), *[F.avg(c).alias(c) for c in profile_cols])
+        .toPandas()
+    )
+    rows = rows.rename(columns={"segment": "cluster"}).sort_values("cluster").reset_index(drop=True)
+    if names is not None:
+        rows["segment_name"] = rows["cluster"].map(names)
+    return rows
+
+
+@dataclass
+class OutlierScreen:
+    """Prototypes of the outlier clusters found by the probe, and how many rows they took."""
+
+    centres: np.ndarray
+    modes: np.ndarray
+    customers: int
+    probe_sizes: list[int]
+
+
+def screen_outliers(
+    cfg: SegmentConfig, scaled: DataFrame, gamma: float, seed: int, n: int
+) -> tuple[OutlierScreen | None, DataFrame]:
+    """Fit a generous k (``outlier_probe_k``) on a bounded seeded sample; its tiny, extreme
+    clusters are outlier prototypes. Rows nearest such a prototype (over the probe's
+    prototypes, on all rows) are set aside; returns the screen and the business rows."""
+    numeric, categorical = numeric_inputs(cfg), categorical_inputs(cfg)
+    if cfg.outlier_probe_k < 2:
+        return None, scaled
+    sample = scaled.sample(fraction=min(1.0, cfg.outlier_probe_rows / n), seed=seed)
+    probe = KPrototypes(
+        k=cfg.outlier_probe_k,
+        numericCols=numeric,
+        categoricalCols=categorical,
+        gamma=gamma,
+        initMode="k-means||",
+        maxIter=cfg.max_iter,
+        tol=cfg.tol,
+        seed=seed,
+    ).fit(sample)
+    sizes = probe.summary.clusterSizes
+    flags = outlier_clusters(
+        sizes, np.array(probe.clusterCentres()), max_share=cfg.outlier_max_share, min_z=cfg.outlier_min_z
+    )
+    flagged = [j for j, f in enumerate(flags) if f]
+    log.info(
+        "segment: outlier probe k=%d on %d rows, sizes %s, outlier clusters %s",
+        len(sizes),
+        sum(sizes),
+        sizes,
+        flagged,
+    )
+    if not flagged:
+        return None, scaled
+    labelled = probe.transform(scaled.drop("segment") if "segment" in scaled.columns else scaled)
+    is_outlier = F.col("segment").isin(flagged)
+    count = labelled.agg(F.count_if(is_outlier)).first()
+    screen = OutlierScreen(
+        np.array(probe.clusterCentres())[flagged],
+        np.array(probe.clusterModes(), dtype=object)[flagged],
+        int(count[0]) if count else 0,
+        sizes,
+    )
+    return screen, labelled.where(~is_outlier).drop("segment")
+
+
+def save_plots(
+    selection: pd.DataFrame, stability: pd.DataFrame | None, profiles: pd.DataFrame, run: StageRun
+) -> None:
+    """Cost and silhouette by k, stability by cluster, segment profiles: HTML artifacts."""
+    charts = {
+        "selection_by_k.html": alt.hconcat(
+            *[
+                alt.Chart(selection)
+                .mark_line(point=True)
+                .encode(x="k:O", y=alt.Y(f"{metric}:Q", scale=alt.Scale(zero=False)), color="algorithm:N")
+                .properties(title=f"{metric} by k", width=320, height=240)
+                for metric in ("cost", "silhouette")
+            ]
+        ),
+        "segment_profiles.html": alt.Chart(
+            profiles.melt(
+                id_vars=["segment_name"], value_vars=[c for c in profiles.columns if c.startswith("z_")]
+            )
+        )
+        .mark_rect()
+        .encode(
+            x="variable:N", y="segment_name:N", color=alt.Color("value:Q", scale=alt.Scale(scheme="redblue"))
+        )
+        .properties(title="segment prototypes (standardised)", width=520),
+    }
+    if stability is not None:
+        charts["stability_by_cluster.html"] = (
+            alt.Chart(stability)
+            .mark_bar()
+            .encode(
+                x="segment_name:N",
+                y=alt.Y("jaccard_mean:Q", scale=alt.Scale(domain=[0, 1])),
+                color="verdict:N",
+            )
+            .properties(title="bootstrap Jaccard by segment", width=420, height=260)
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, chart in charts.items():
+            path = Path(tmp) / name
+            chart.save(str(path))
+            run.log_artifact(path, "segment")
+
+
+def latest_snapshot(features: DataFrame, wanted: Any = None) -> DataFrame:
+    """One snapshot of the feature table: ``wanted`` or the latest."""
+    if "snapshot_date" not in features.columns:
+        return features
+    if wanted is None:
+        row = features.agg(F.max("snapshot_date")).first()
+        wanted = row[0] if row else None
+    return features.where(F.col("snapshot_date") == F.lit(wanted))
+
+
+def run_segment(ctx: StageContext) -> None:
+    """Stage runner (see the module docstring)."""
+    cfg, tables, run = ctx.cfg.segment, ctx.tables, ctx.run
+    if not tables.exists(cfg.features_table):
+        raise FileNotFoundError(f"segment needs {cfg.features_table}; run the features stage first")
+    started = time.perf_counter()
+    seed = ctx.cfg.run.seed
+    features = latest_snapshot(tables.read(cfg.features_table), cfg.snapshot_date)
+    prep = fit_prep(cfg, features)
+    numeric, categorical = numeric_inputs(cfg), categorical_inputs(cfg)
+    profile_cols = profile_columns(cfg, features.columns)
+    persona = [cfg.persona_col] if cfg.persona_col and cfg.persona_col in features.columns else []
+    scaled = (
+        prep.transform(features)
+        .select(KEY, *numeric, *categorical, *profile_cols, *persona)
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    )
+    business = scaled
+    try:
+        n = scaled.count()
+        if n < cfg.k_max * 2:
+            raise ValueError(
+                f"segment: {n} customers in {cfg.features_table} are too few for k up to {cfg.k_max}"
+            )
+        stds = [float(s or 0.0) for s in scaled.agg(*[F.stddev_pop(c) for c in numeric]).first() or []]
+        gamma = cfg.gamma or mixed_gamma(stds)
+        screen, business = screen_outliers(cfg, scaled, gamma, seed, n)
+        if screen is not None:
+            business = business.persist(StorageLevel.MEMORY_AND_DISK)
+        n_business = n - (screen.customers if screen else 0)
+        sample = draw_sample(
+            business.select(KEY, *numeric, *categorical), cfg.silhouette_rows, seed, KEY
+        ).toPandas()
+        log.info(
+            "segment: %d customers (%d outliers set aside), gamma %.4f, silhouette sample %d",
+            n,
+            n - n_business,
+            gamma,
+            len(sample),
+        )
+        candidates = sweep(ctx, cfg, business, sample, gamma, seed, n_business)
+        chosen = choose(cfg, candidates)
+        metrics = finish(ctx, cfg, features, prep, scaled, chosen, candidates, screen, profile_cols, persona)
+    finally:
+        if business is not scaled:
+            business.unpersist()
+        scaled.unpersist()
+    metrics["seconds"] = time.perf_counter() - started
+    run.log_metrics(metrics)
+    run.log_params({"segment.chosen_k": chosen.k, "segment.gamma_resolved": gamma})
+
+
+def sweep(
+    ctx: StageContext,
+    cfg: SegmentConfig,
+    scaled: DataFrame,
+    sample: pd.DataFrame,
+    gamma: float,
+    seed: int,
+    n: int,
+) -> list[Candidate]:
+    """Every k: k-prototypes, then the comparators on one-hot vectors."""
+    candidates = []
+    vectors = sample_vectors = None
+    if cfg.comparators:
+        encoder = onehot_features(cfg, scaled, gamma)
+        vectors = encoder.transform(
+            scaled.select(KEY, *numeric_inputs(cfg), *categorical_inputs(cfg))
+        ).persist(StorageLevel.MEMORY_AND_DISK)
+        sample_vectors = encoder.transform(ctx.spark.createDataFrame(sample)).cache()
+    try:
+        for k in range(cfg.k_min, cfg.k_max + 1):
+            candidates.append(fit_kprototypes(cfg, scaled, sample, k, gamma, seed, n, ctx.run))
+            for algorithm in cfg.comparators:
+                assert vectors is not None and sample_vectors is not None
+                candidates.append(
+                    fit_comparator(cfg, algorithm, vectors, sample_vectors, sample, k, gamma, seed, ctx.run)
+                )
+    finally:
+        if vectors is not None and sample_vectors is not None:
+            vectors.unpersist()
+            sample_vectors.unpersist()
+    return candidates
+
+
+def final_model(chosen: Candidate, screen: OutlierScreen | None, names: dict[int, str]) -> KPrototypesModel:
+    """The chosen business prototypes plus the outlier prototypes (named ``outlier``), so
+    scoring sets outliers aside by the same nearest-prototype rule."""
+    model = chosen.model
+    assert model is not None
+    centres, modes = np.array(model.clusterCentres()), np.array(model.clusterModes(), dtype=object)
+    labels = [names[j] for j in range(chosen.k)]
+    if screen is not None:
+        centres = np.vstack([centres, screen.centres])
+        modes = np.vstack([modes, screen.modes])
+        labels += [OUTLIER] * len(screen.centres)
+    final = KPrototypesModel(
+        centres=centres.tolist(), modes=modes.tolist(), gamma=model.gamma, summary=model.summary
+    )
+    model._copyValues(final)
+    return final.setSegmentNames(labels)
+
+
+def finish(
+    ctx: StageContext,
+    cfg: SegmentConfig,
+    features: DataFrame,
+    prep: PipelineModel,
+    scaled: DataFrame,
+    chosen: Candidate,
+    candidates: list[Candidate],
+    screen: OutlierScreen | None,
+    profile_cols: list[str],
+    persona: list[str],
+) -> dict[str, float]:
+    """Name the chosen clusters, register the pipeline, write the gold tables."""
+    tables, run = ctx.tables, ctx.run
+    assert chosen.model is not None
+    business_profiles = cluster_profiles(chosen.model.transform(scaled), profile_cols)
+    business_profiles["is_outlier"] = False
+    names = segment_names(
+        business_profiles, value_cols=cfg.value_cols, engagement_col=cfg.engagement_col, cost_col=cfg.cost_col
+    )
+    model = final_model(chosen, screen, names)
+    pipeline = PipelineModel(stages=[*prep.stages, model])
+    version = (
+        log_and_register_spark_model(
+            run, pipeline, name=cfg.model_name, alias=cfg.alias, requirements=["custseg", "pyspark==4.0.1"]
+        )
+        if cfg.register_model
+        else None
+    )
+    final_labels = model.transform(scaled)
+    profiles = cluster_profiles(final_labels, profile_cols, dict(enumerate(model.getSegmentNames() or [])))
+    centres = np.array(model.clusterCentres())
+    for i, c in enumerate(numeric_inputs(cfg)):
+        profiles[c] = [centres[int(j), i] for j in profiles["cluster"]]
+
+    assignments = pipeline.transform(features).select(
+        KEY,
+        *(["snapshot_date"] if "snapshot_date" in features.columns else []),
+        "segment",
+        "segment_name",
+        (F.col("segment_name") == F.lit(OUTLIER)).alias("is_outlier"),
+    )
+    tables.write(assignments, "gold.segment_assignments")
+
+    selection = pd.DataFrame([c.row(cfg) for c in candidates])
+    selection["chosen"] = [(c.algorithm, c.k) == ("kprototypes", chosen.k) for c in candidates]
+    selection["rule"] = cfg.selection_rule
+    tables.write(
+        ctx.spark.createDataFrame(selection.astype({"all_stable": "object"})), "gold.segment_model_selection"
+    )
+
+    stability_rows = []
+    for candidate in candidates:
+        table = candidate.stability_table(cfg)
+        if table is not None:
+            table.insert(0, "k", candidate.k)
+            table["chosen"] = candidate is chosen
+            table["segment_name"] = [names[int(j)] if candidate is chosen else None for j in table["cluster"]]
+            stability_rows.append(table)
+    chosen_stability = None
+    if stability_rows:
+        stability = pd.concat(stability_rows, ignore_index=True)
+        tables.write(ctx.spark.createDataFrame(stability), "gold.segment_stability")
+        chosen_stability = stability.loc[stability["chosen"]]
+    if persona:
+        counts = pd.DataFrame(final_labels.groupBy(persona[0], "segment_name").count().toPandas())
+        counts = counts.rename(columns={persona[0]: "legacy_persona", "count": "customers"})
+        counts["share_of_persona"] = counts["customers"] / counts.groupby("legacy_persona")[
+            "customers"
+        ].transform("sum")
+        tables.write(ctx.spark.createDataFrame(counts), "gold.segment_persona_crosstab")
+        run.log_dict(counts.to_dict(orient="records"), "segment/persona_crosstab.json")
+    run.log_dict(selection.to_dict(orient="records"), "segment/model_selection.json")
+    run.log_dict(profiles.to_dict(orient="records"), "segment/profiles.json")
+    save_plots(selection, chosen_stability, profiles, run)
+    outlier_customers = int(profiles.loc[profiles["segment_name"] == OUTLIER, "customers"].sum())
+    log.info(
+        "segment: chose k=%d by %s (silhouette %.4f); segments %s; %d outlier customers; model version %s",
+        chosen.k,
+        cfg.selection_rule,
+        chosen.silhouette,
+        profiles.groupby("segment_name")["customers"].sum().to_dict(),
+        outlier_customers,
+        version,
+    )
+    return {
+        "chosen_k": chosen.k,
+        "silhouette": chosen.silhouette,
+        "cost": chosen.cost,
+        "outlier_customers": outlier_customers,
+        "outlier_clusters": len(screen.centres) if screen else 0,
+        "customers": int(profiles["customers"].sum()),
+        "ari_mean": float(chosen.stability.ari.mean())
+        if chosen.stability and len(chosen.stability.ari)
+        else 0.0,
+    }

@@ -1,0 +1,773 @@
+"""k-prototypes (Huang 1998) as a pyspark.ml Estimator.
+
+Cost of a point against a prototype: squared Euclidean distance over the numeric columns
+plus ``gamma`` times the number of categorical columns that differ from the prototype's
+mode, the kmodes package's definition. Written by hand: neither MLlib nor any Spark
+library clusters mixed numeric and categorical data.
+
+Every iteration is one aggregation over the input: each row is assigned to its nearest
+prototype by a column expression (the prototypes are literals, so the plan has the same
+size in every iteration and no lineage builds up), and the per-cluster row counts,
+numeric sums, categorical modes (``mode(col, deterministic=True)``: ties go to the
+smallest value, as in kmodes) and the cost come back as k rows. The update is batch
+(Lloyd's): kmodes moves prototypes after every point, which cannot be distributed; both
+stop at a fixed point of the same map, so on the same data and start they agree where
+the fixed point is reached (tested against kmodes).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from functools import reduce
+from typing import Any
+
+import numpy as np
+from pyspark import keyword_only
+from pyspark.ml import Estimator, Model
+from pyspark.ml.param import Param, Params, TypeConverters
+from pyspark.ml.param.shared import HasMaxIter, HasPredictionCol, HasSeed, HasTol
+from pyspark.ml.util import MLReadable, MLWritable
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.storagelevel import StorageLevel
+
+from custseg.segment.persist import ModelDataReader, ModelDataWriter
+
+log = logging.getLogger(__name__)
+
+INIT_MODES = ("cao", "huang", "k-means||", "random")
+MAX_CATEGORY_VALUES = 100_000
+
+
+# --- mixed dissimilarity: Spark columns and numpy, the same definition -------------------
+
+
+def _total(terms: Sequence[Column]) -> Column:
+    return reduce(lambda a, b: a + b, terms) if terms else F.lit(0.0)
+
+
+def _name(column: str) -> str:
+    return "`" + column.replace("`", "``") + "`"
+
+
+def _double(value: float) -> str:
+    return f"({float(value)!r}D)"
+
+
+def _string(value: str) -> str:
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def dissimilarity_sql(
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    centres: Sequence[Sequence[float]],
+    modes: Sequence[Sequence[str]],
+    gamma: float,
+) -> list[str]:
+    """One SQL expression per prototype: squared Euclidean + gamma x categorical mismatches.
+
+    Built as SQL text, parsed once by Spark: the same expression built from Python Column
+    objects costs one py4j call per node (k x columns x ~6), which at k = 12 took longer
+    than the pass over the data itself.
+    """
+    out = []
+    for centre, mode in zip(centres, modes, strict=True):
+        squares = [
+            f"({_name(c)} - {_double(v)}) * ({_name(c)} - {_double(v)})"
+            for c, v in zip(numeric, centre, strict=True)
+        ]
+        mismatches = [
+            f"(CASE WHEN {_name(c)} = {_string(v)} THEN 0.0D ELSE 1.0D END)"
+            for c, v in zip(categorical, mode, strict=True)
+        ]
+        num = " + ".join(squares) or "0.0D"
+        cat = " + ".join(mismatches) or "0.0D"
+        out.append(f"(({num}) + {_double(gamma)} * ({cat}))")
+    return out
+
+
+def dissimilarity_columns(
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    centres: Sequence[Sequence[float]],
+    modes: Sequence[Sequence[str]],
+    gamma: float,
+) -> list[Column]:
+    """``dissimilarity_sql`` as columns, one per prototype."""
+    return [F.expr(sql) for sql in dissimilarity_sql(numeric, categorical, centres, modes, gamma)]
+
+
+def nearest_column(distances: Sequence[str]) -> Column:
+    """struct(d, j) of the nearest prototype, from ``dissimilarity_sql``; equal distances
+    go to the lowest j (np.argmin's rule)."""
+    structs = ", ".join(f"named_struct('d', {d}, 'j', {j})" for j, d in enumerate(distances))
+    return F.expr(f"array_min(array({structs}))")
+
+
+def local_dissimilarity(
+    x_num: np.ndarray, x_cat: np.ndarray, centres: np.ndarray, modes: np.ndarray, gamma: float
+) -> np.ndarray:
+    """n x k matrix of the same dissimilarity on the driver (categoricals as int codes)."""
+    num = ((x_num[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2)
+    cat = (x_cat[:, None, :] != modes[None, :, :]).sum(axis=2)
+    return np.asarray(num + gamma * cat, dtype=float)
+
+
+def encode_categories(values: np.ndarray, vocab: Sequence[Sequence[str]]) -> np.ndarray:
+    """String categoricals as codes into ``vocab`` (per column; unknown values get -1)."""
+    out = np.full(values.shape, -1, dtype=np.int64)
+    for j, words in enumerate(vocab):
+        index = {w: i for i, w in enumerate(words)}
+        out[:, j] = [index.get(v, -1) for v in values[:, j]]
+    return out
+
+
+# --- params -----------------------------------------------------------------------------
+
+
+class _KPrototypesParams(HasPredictionCol, HasMaxIter, HasTol, HasSeed):
+    k: Param[int] = Param(Params._dummy(), "k", "number of clusters (> 1)", TypeConverters.toInt)
+    numericCols: Param[list[str]] = Param(  # noqa: N815 - pyspark.ml's naming
+        Params._dummy(), "numericCols", "numeric input columns (already scaled)", TypeConverters.toListString
+    )
+    categoricalCols: Param[list[str]] = Param(  # noqa: N815
+        Params._dummy(), "categoricalCols", "categorical input columns", TypeConverters.toListString
+    )
+    gamma: Param[float] = Param(
+        Params._dummy(),
+        "gamma",
+        "weight of one categorical mismatch; unset: 0.5 x mean standard deviation of the numeric columns",
+        TypeConverters.toFloat,
+    )
+    initMode: Param[str] = Param(  # noqa: N815
+        Params._dummy(), "initMode", f"initialisation: one of {INIT_MODES}", TypeConverters.toString
+    )
+    initSteps: Param[int] = Param(  # noqa: N815
+        Params._dummy(), "initSteps", "rounds of k-means|| sampling (> 0)", TypeConverters.toInt
+    )
+    initialCentres: Param[list[list[Any]]] = Param(  # noqa: N815
+        Params._dummy(),
+        "initialCentres",
+        "explicit start: k lists [numeric values..., categorical values...] (overrides initMode)",
+        TypeConverters.identity,
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._setDefault(
+            k=4,
+            numericCols=[],
+            categoricalCols=[],
+            initMode="cao",
+            initSteps=2,
+            maxIter=100,
+            tol=1e-4,
+            predictionCol="segment",
+        )
+
+    def getK(self) -> int:  # noqa: N802
+        return self.getOrDefault(self.k)
+
+    def getNumericCols(self) -> list[str]:  # noqa: N802
+        return self.getOrDefault(self.numericCols)
+
+    def getCategoricalCols(self) -> list[str]:  # noqa: N802
+        return self.getOrDefault(self.categoricalCols)
+
+    def getInitMode(self) -> str:  # noqa: N802
+        return self.getOrDefault(self.initMode)
+
+
+# --- estimator --------------------------------------------------------------------------
+
+
+class KPrototypes(Estimator["KPrototypesModel"], _KPrototypesParams, MLWritable, MLReadable["KPrototypes"]):
+    """k-prototypes clustering of mixed numeric and categorical columns.
+
+    >>> kp = KPrototypes(k=4, numericCols=["z_monetary"], categoricalCols=["plan"], seed=1)
+    >>> model = kp.fit(df)            # doctest: +SKIP
+    >>> model.transform(df)           # adds the ``segment`` column  # doctest: +SKIP
+    """
+
+    _input_kwargs: dict[str, Any]
+
+    @keyword_only
+    def __init__(
+        self,
+        *,
+        k: int = 4,
+        numericCols: Sequence[str] = (),  # noqa: N803
+        categoricalCols: Sequence[str] = (),  # noqa: N803
+        gamma: float | None = None,
+        initMode: str = "cao",  # noqa: N803
+        initSteps: int = 2,  # noqa: N803
+        initialCentres: list[list[Any]] | None = None,  # noqa: N803
+        maxIter: int = 100,  # noqa: N803
+        tol: float = 1e-4,
+        seed: int | None = None,
+        predictionCol: str = "segment",  # noqa: N803
+    ) -> None:
+        super().__init__()
+        self.setParams(**self._input_kwargs)
+
+    @keyword_only
+    def setParams(  # noqa: N802
+        self,
+        *,
+        k: int = 4,
+        numericCols: Sequence[str] = (),  # noqa: N803
+        categoricalCols: Sequence[str] = (),  # noqa: N803
+        gamma: float | None = None,
+        initMode: str = "cao",  # noqa: N803
+        initSteps: int = 2,  # noqa: N803
+        initialCentres: list[list[Any]] | None = None,  # noqa: N803
+        maxIter: int = 100,  # noqa: N803
+        tol: float = 1e-4,
+        seed: int | None = None,
+        predictionCol: str = "segment",  # noqa: N803
+    ) -> KPrototypes:
+        kwargs = {k_: v for k_, v in self._input_kwargs.items() if v is not None}
+        for name in ("numericCols", "categoricalCols"):
+            if name in kwargs:
+                kwargs[name] = list(kwargs[name])
+        return self._set(**kwargs)
+
+    def setK(self, value: int) -> KPrototypes:  # noqa: N802
+        return self._set(k=value)
+
+    def setSeed(self, value: int) -> KPrototypes:  # noqa: N802
+        return self._set(seed=value)
+
+    def setInitMode(self, value: str) -> KPrototypes:  # noqa: N802
+        return self._set(initMode=value)
+
+    def setInitialCentres(self, value: list[list[Any]]) -> KPrototypes:  # noqa: N802
+        return self._set(initialCentres=value)
+
+    def setGamma(self, value: float) -> KPrototypes:  # noqa: N802
+        return self._set(gamma=value)
+
+    # persistence: params only (DefaultParams format)
+    def write(self) -> ModelDataWriter:
+        return ModelDataWriter(self)
+
+    @classmethod
+    def read(cls) -> ModelDataReader[KPrototypes]:
+        return ModelDataReader(cls)
+
+    def _model_data(self) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def _from_model_data(cls, data: dict[str, Any]) -> KPrototypes:
+        return cls()
+
+    def _validate(self, dataset: DataFrame) -> tuple[list[str], list[str], int]:
+        numeric, categorical, k = self.getNumericCols(), self.getCategoricalCols(), self.getK()
+        if k < 2:
+            raise ValueError(f"KPrototypes: k must be at least 2, got {k}")
+        if not numeric and not categorical:
+            raise ValueError("KPrototypes: give numericCols and/or categoricalCols")
+        missing = [c for c in (*numeric, *categorical) if c not in dataset.columns]
+        if missing:
+            raise ValueError(f"KPrototypes: input has no column(s) {missing}; it has {dataset.columns}")
+        if self.getInitMode() not in INIT_MODES:
+            raise ValueError(f"KPrototypes: initMode must be one of {INIT_MODES}, got {self.getInitMode()!r}")
+        return list(numeric), list(categorical), k
+
+    def _fit(self, dataset: DataFrame) -> KPrototypesModel:
+        numeric, categorical, k = self._validate(dataset)
+        data = dataset.select(
+            *[F.col(c).cast("double").alias(c) for c in numeric],
+            *[F.col(c).cast("string").alias(c) for c in categorical],
+        ).persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            n, std = _profile(data, numeric, categorical)
+            if n < k:
+                raise ValueError(f"KPrototypes: {n} rows cannot make {k} clusters")
+            gamma = self.getOrDefault(self.gamma) if self.isDefined(self.gamma) else None
+            if gamma is None:
+                gamma = mixed_gamma(std)
+            seed = self.getOrDefault(self.seed)
+            centres, modes = self._initial(data, numeric, categorical, k, float(gamma), seed)
+            return self._iterate(data, numeric, categorical, centres, modes, float(gamma), n)
+        finally:
+            data.unpersist()
+
+    def _initial(
+        self, data: DataFrame, numeric: list[str], categorical: list[str], k: int, gamma: float, seed: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if self.isDefined(self.initialCentres) and self.getOrDefault(self.initialCentres):
+            given = self.getOrDefault(self.initialCentres)
+            if len(given) != k or any(len(c) != len(numeric) + len(categorical) for c in given):
+                raise ValueError(
+                    f"KPrototypes: initialCentres needs {k} lists of {len(numeric)} numeric then "
+                    f"{len(categorical)} categorical values"
+                )
+            centres = np.array([[float(v) for v in c[: len(numeric)]] for c in given], dtype=float)
+            modes = np.array([[str(v) for v in c[len(numeric) :]] for c in given], dtype=object)
+            return centres.reshape(k, len(numeric)), modes.reshape(k, len(categorical))
+        mode = self.getInitMode()
+        log.info("KPrototypes: %s initialisation of %d prototypes", mode, k)
+        if mode == "k-means||":
+            return init_kmeans_parallel(
+                data, numeric, categorical, k, gamma, seed, self.getOrDefault(self.initSteps)
+            )
+        if mode == "random":
+            return _rows_as_prototypes(data.orderBy(F.rand(seed)).limit(k).collect(), numeric, categorical)
+        if not categorical:
+            raise ValueError(f"KPrototypes: initMode {mode!r} needs categorical columns; use 'k-means||'")
+        if mode == "cao":
+            return init_cao(data, numeric, categorical, k)
+        return init_huang(data, numeric, categorical, k, seed)
+
+    def _iterate(
+        self,
+        data: DataFrame,
+        numeric: list[str],
+        categorical: list[str],
+        centres: np.ndarray,
+        modes: np.ndarray,
+        gamma: float,
+        n: int,
+    ) -> KPrototypesModel:
+        max_iter, tol = self.getOrDefault(self.maxIter), self.getOrDefault(self.tol)
+        history: list[float] = []
+        sizes: list[int] = []
+        converged = False
+        iteration = 0
+        for iteration in range(1, max_iter + 1):
+            stats = cluster_statistics(data, numeric, categorical, centres, modes, gamma)
+            history.append(stats.cost)
+            sizes = stats.sizes
+            new_centres, new_modes = stats.updated(centres, modes)
+            shift = float(np.sqrt(((new_centres - centres) ** 2).sum(axis=1)).max()) if numeric else 0.0
+            modes_changed = bool((new_modes != modes).any()) if categorical else False
+            log.info(
+                "KPrototypes iteration %d: cost %.6g, largest centre shift %.3g, modes changed %s, sizes %s",
+                iteration,
+                stats.cost,
+                shift,
+                modes_changed,
+                sizes,
+            )
+            if shift <= tol and not modes_changed:
+                converged = True
+                break
+            centres, modes = new_centres, new_modes
+        if not converged:
+            log.warning("KPrototypes: not converged after maxIter=%d iterations", max_iter)
+        model = KPrototypesModel(
+            centres=centres.tolist(),
+            modes=modes.tolist(),
+            gamma=gamma,
+            summary=KPrototypesSummary(
+                k=len(centres),
+                trainingCost=history[-1],
+                iterations=iteration,
+                converged=converged,
+                costHistory=history,
+                clusterSizes=sizes,
+                n=n,
+            ),
+        )
+        self._copyValues(model)
+        return model
+
+
+def _profile(data: DataFrame, numeric: list[str], categorical: list[str]) -> tuple[int, list[float]]:
+    """Row count and population standard deviation per numeric column; nulls refused."""
+    row = data.agg(
+        F.count(F.lit(1)).alias("n"),
+        *[F.stddev_pop(c).alias(f"std_{i}") for i, c in enumerate(numeric)],
+        *[F.count_if(F.col(c).isNull()).alias(f"null_{i}") for i, c in enumerate((*numeric, *categorical))],
+    ).first()
+    assert row is not None
+    nulls = {c: row[f"null_{i}"] for i, c in enumerate((*numeric, *categorical)) if row[f"null_{i}"]}
+    if nulls:
+        raise ValueError(f"KPrototypes: null values in input columns {nulls}; fill or drop them first")
+    return int(row["n"]), [float(row[f"std_{i}"] or 0.0) for i in range(len(numeric))]
+
+
+@dataclass
+class ClusterStatistics:
+    """k-sized result of one pass: sizes, numeric sums, modes and the cost."""
+
+    cost: float
+    sizes: list[int]
+    sums: dict[int, list[float]]
+    cluster_modes: dict[int, list[str]]
+
+    def updated(self, centres: np.ndarray, modes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Means and modes of the non-empty clusters; an empty cluster keeps its prototype."""
+        new_centres, new_modes = centres.copy(), modes.copy()
+        for j, size in enumerate(self.sizes):
+            if size == 0:
+                log.warning("KPrototypes: cluster %d is empty; its prototype is kept", j)
+                continue
+            new_centres[j] = np.asarray(self.sums[j]) / size
+            new_modes[j] = self.cluster_modes[j]
+        return new_centres, new_modes
+
+
+def cluster_statistics(
+    data: DataFrame,
+    numeric: list[str],
+    categorical: list[str],
+    centres: np.ndarray,
+    modes: np.ndarray,
+    gamma: float,
+) -> ClusterStatistics:
+    """Assign every row to its nearest prototype; aggregate per cluster (one job)."""
+    nearest = nearest_column(dissimilarity_sql(numeric, categorical, centres.tolist(), modes.tolist(), gamma))
+    rows = (
+        data.select(*numeric, *categorical, nearest.alias("_near"))
+        .groupBy(F.col("_near.j").alias("j"))
+        .agg(
+            F.count(F.lit(1)).alias("n"),
+            F.sum("_near.d").alias("cost"),
+            *[F.sum(c).alias(f"s{i}") for i, c in enumerate(numeric)],
+            *[F.mode(c, deterministic=True).alias(f"m{i}") for i, c in enumerate(categorical)],
+        )
+        .collect()
+    )
+    sizes = [0] * len(centres)
+    sums: dict[int, list[float]] = {}
+    cluster_modes: dict[int, list[str]] = {}
+    for r in rows:
+        sizes[r["j"]] = int(r["n"])
+        sums[r["j"]] = [float(r[f"s{i}"]) for i in range(len(numeric))]
+        cluster_modes[r["j"]] = [r[f"m{i}"] for i in range(len(categorical))]
+    return ClusterStatistics(float(sum(r["cost"] for r in rows)), sizes, sums, cluster_modes)
+
+
+# --- initialisation ---------------------------------------------------------------------
+
+
+def _rows_as_prototypes(
+    rows: Sequence[Any], numeric: list[str], categorical: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    centres = np.array([[float(r[c]) for c in numeric] for r in rows], dtype=float).reshape(
+        len(rows), len(numeric)
+    )
+    modes = np.array([[r[c] for c in categorical] for r in rows], dtype=object).reshape(
+        len(rows), len(categorical)
+    )
+    return centres, modes
+
+
+def category_frequencies(data: DataFrame, categorical: list[str]) -> list[dict[str, int]]:
+    """Rows per value of every categorical column (one job; bounded by the vocabularies)."""
+    pairs = F.explode(
+        F.array(*[F.struct(F.lit(i).alias("a"), F.col(c).alias("v")) for i, c in enumerate(categorical)])
+    )
+    rows = (
+        data.select(pairs.alias("p")).groupBy("p.a", "p.v").count().limit(MAX_CATEGORY_VALUES + 1).collect()
+    )
+    if len(rows) > MAX_CATEGORY_VALUES:
+        raise ValueError(
+            f"KPrototypes: more than {MAX_CATEGORY_VALUES} distinct categorical values in {categorical}; "
+            "a column with that many values is an identifier, not a category"
+        )
+    out: list[dict[str, int]] = [{} for _ in categorical]
+    for r in rows:
+        out[r["a"]][r["v"]] = int(r["count"])
+    return out
+
+
+def init_cao(
+    data: DataFrame, numeric: list[str], categorical: list[str], k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cao et al. (2009) on the categorical columns: density, then density x dissimilarity.
+
+    Each step is a top-1 query over the data (no row is collected but the chosen one).
+    Ties go to the smallest (categorical, numeric) values, where kmodes takes the first row
+    in file order (a Spark table has none). The numeric part of each prototype is the
+    chosen row's own values (kmodes draws it at random around the mean instead).
+    """
+    freqs = category_frequencies(data, categorical)
+    n = sum(freqs[0].values())
+    density = _total(
+        [
+            F.coalesce(
+                F.create_map(*[x for v, cnt in f.items() for x in (F.lit(v), F.lit(float(cnt)))])[F.col(c)],
+                F.lit(0.0),
+            )
+            for c, f in zip(categorical, freqs, strict=True)
+        ]
+    ) / F.lit(float(n) * len(categorical))
+    scored = data.withColumn("_dens", density)
+    order = [*[F.col(c) for c in categorical], *[F.col(c) for c in numeric]]
+    chosen = [scored.orderBy(F.desc("_dens"), *order).limit(1).collect()[0]]
+    while len(chosen) < k:
+        mism = [
+            _total([F.when(F.col(c) == F.lit(r[c]), 0.0).otherwise(1.0) for c in categorical]) for r in chosen
+        ]
+        score = F.col("_dens") * (F.least(*mism) if len(mism) > 1 else mism[0])
+        chosen.append(
+            scored.withColumn("_score", score).orderBy(F.desc("_score"), *order).limit(1).collect()[0]
+        )
+    return _rows_as_prototypes(chosen, numeric, categorical)
+
+
+def init_huang(
+    data: DataFrame, numeric: list[str], categorical: list[str], k: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Huang (1998): draw k value tuples by frequency, take the nearest row to each.
+
+    The nearest rows come from one aggregation (``min_by`` per prototype, ties broken by a
+    seeded hash). A row nearest to two draws is replaced by a seeded random row.
+    """
+    rng = np.random.RandomState(seed % 2**32)
+    freqs = category_frequencies(data, categorical)
+    draws = []
+    for f in freqs:
+        values, counts = list(f), np.array(list(f.values()), dtype=float)
+        draws.append([values[i] for i in rng.choice(len(values), size=k, p=counts / counts.sum())])
+    targets = [[draws[a][j] for a in range(len(categorical))] for j in range(k)]
+    tiebreak = F.xxhash64(*[F.col(c) for c in (*numeric, *categorical)], F.lit(seed))
+    row = F.struct(*[F.col(c) for c in (*numeric, *categorical)])
+    picks = data.agg(
+        *[
+            F.min_by(row, F.struct(d.alias("d"), tiebreak.alias("t"))).alias(f"p{j}")
+            for j, d in enumerate(dissimilarity_columns([], categorical, [[]] * k, targets, 1.0))
+        ]
+    ).first()
+    assert picks is not None
+    chosen: list[Any] = []
+    for j in range(k):
+        if picks[f"p{j}"] not in chosen:
+            chosen.append(picks[f"p{j}"])
+    if len(chosen) < k:
+        log.info("KPrototypes Huang init: %d duplicate rows replaced by random rows", k - len(chosen))
+        for r in data.orderBy(F.rand(seed)).limit(2 * k).collect():
+            if len(chosen) < k and r not in chosen:
+                chosen.append(r)
+    return _rows_as_prototypes(chosen, numeric, categorical)
+
+
+def init_kmeans_parallel(
+    data: DataFrame, numeric: list[str], categorical: list[str], k: int, gamma: float, seed: int, steps: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """k-means|| (Bahmani et al. 2012) with the mixed dissimilarity, as MLlib's KMeans does it.
+
+    A seeded first row, then ``steps`` rounds each sampling about 2k rows with probability
+    proportional to their dissimilarity to the candidates so far (one pass each), then one
+    pass counting the rows nearest each candidate; the weighted candidates (a few dozen)
+    are reduced to k prototypes on the driver by weighted k-means++ and Lloyd iterations.
+    """
+    oversampling = 2 * k
+    candidates = list(data.orderBy(F.rand(seed)).limit(1).collect())
+    for step in range(steps):
+        cent, mode = _rows_as_prototypes(candidates, numeric, categorical)
+        dist = nearest_column(dissimilarity_sql(numeric, categorical, cent.tolist(), mode.tolist(), gamma))
+        scored = data.withColumn("_d", dist.getField("d"))
+        phi_row = scored.agg(F.sum("_d")).first()
+        phi = float(phi_row[0] or 0.0) if phi_row else 0.0
+        if phi <= 0:
+            break
+        picked = (
+            scored.where(F.rand(seed + 1 + step) < F.lit(oversampling / phi) * F.col("_d"))
+            .drop("_d")
+            .limit(50 * oversampling)
+            .collect()
+        )
+        candidates.extend(r for r in picked if r not in candidates)
+        log.info("KPrototypes k-means|| round %d: %d candidates", step + 1, len(candidates))
+    cent, mode = _rows_as_prototypes(candidates, numeric, categorical)
+    if len(candidates) <= k:
+        extra = [r for r in data.orderBy(F.rand(seed + 99)).limit(2 * k).collect() if r not in candidates]
+        cent, mode = _rows_as_prototypes((candidates + extra)[:k], numeric, categorical)
+        return cent, mode
+    near = nearest_column(dissimilarity_sql(numeric, categorical, cent.tolist(), mode.tolist(), gamma))
+    counts = {
+        r["j"]: r["count"] for r in data.select(near.getField("j").alias("j")).groupBy("j").count().collect()
+    }
+    weights = np.array([counts.get(j, 0) for j in range(len(candidates))], dtype=float)
+    return local_kprototypes(cent, mode, weights, k, gamma, np.random.RandomState(seed % 2**32))
+
+
+def local_kprototypes(
+    x_num: np.ndarray,
+    x_cat: np.ndarray,
+    weights: np.ndarray,
+    k: int,
+    gamma: float,
+    rng: np.random.RandomState,
+    max_iter: int = 30,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted k-means++ then weighted k-prototypes on a few weighted points (driver)."""
+    vocab = [sorted(set(x_cat[:, j])) for j in range(x_cat.shape[1])]
+    codes = encode_categories(x_cat, vocab)
+    chosen = [int(rng.choice(len(weights), p=weights / weights.sum())) if weights.sum() > 0 else 0]
+    while len(chosen) < k:
+        d = local_dissimilarity(x_num, codes, x_num[chosen], codes[chosen], gamma).min(axis=1) * weights
+        if d.sum() <= 0:
+            rest = [i for i in range(len(weights)) if i not in chosen]
+            chosen.append(int(rng.choice(rest)))
+        else:
+            chosen.append(int(rng.choice(len(d), p=d / d.sum())))
+    centres, modes = x_num[chosen].astype(float), codes[chosen].copy()
+    for _ in range(max_iter):
+        labels = local_dissimilarity(x_num, codes, centres, modes, gamma).argmin(axis=1)
+        new_centres, new_modes = centres.copy(), modes.copy()
+        for j in range(k):
+            member = labels == j
+            w = weights[member]
+            if w.sum() <= 0:
+                continue
+            new_centres[j] = (x_num[member] * w[:, None]).sum(axis=0) / w.sum()
+            for a in range(codes.shape[1]):
+                tally = np.bincount(codes[member, a], weights=w, minlength=len(vocab[a]))
+                new_modes[j, a] = int(np.argmax(tally))
+        if np.allclose(new_centres, centres) and (new_modes == modes).all():
+            break
+        centres, modes = new_centres, new_modes
+    words = np.array([[vocab[a][c] for a, c in enumerate(row)] for row in modes], dtype=object)
+    return centres, words.reshape(k, x_cat.shape[1])
+
+
+# --- model ------------------------------------------------------------------------------
+
+
+@dataclass
+class KPrototypesSummary:
+    """Training summary: cost and iterations, as MLlib's clustering summaries."""
+
+    k: int
+    trainingCost: float  # noqa: N815
+    iterations: int
+    converged: bool
+    costHistory: list[float] = field(default_factory=list)  # noqa: N815
+    clusterSizes: list[int] = field(default_factory=list)  # noqa: N815
+    n: int = 0
+
+
+class KPrototypesModel(Model, _KPrototypesParams, MLWritable, MLReadable["KPrototypesModel"]):
+    """Prototypes (numeric centres and categorical modes), gamma and the training summary.
+
+    ``segmentNames`` (optional, one per cluster; set after fitting) adds ``segmentNameCol``.
+    """
+
+    segmentNames: Param[list[str]] = Param(  # noqa: N815
+        Params._dummy(), "segmentNames", "a name per cluster (optional)", TypeConverters.toListString
+    )
+    segmentNameCol: Param[str] = Param(  # noqa: N815
+        Params._dummy(), "segmentNameCol", "output column of the segment names", TypeConverters.toString
+    )
+
+    def __init__(
+        self,
+        centres: list[list[float]] | None = None,
+        modes: list[list[str]] | None = None,
+        gamma: float = 1.0,
+        summary: KPrototypesSummary | None = None,
+    ) -> None:
+        super().__init__()
+        self._setDefault(segmentNameCol="segment_name")
+        self._centres = np.asarray(centres or [], dtype=float)
+        self._modes = np.asarray(modes or [], dtype=object)
+        self._gamma = float(gamma)
+        self._summary = summary
+
+    @property
+    def gamma(self) -> float:  # type: ignore[override]
+        return self._gamma
+
+    @property
+    def summary(self) -> KPrototypesSummary:
+        if self._summary is None:
+            raise RuntimeError("KPrototypesModel: no summary (the model was not fitted in this session)")
+        return self._summary
+
+    @property
+    def hasSummary(self) -> bool:  # noqa: N802
+        return self._summary is not None
+
+    def clusterCentres(self) -> list[np.ndarray]:  # noqa: N802
+        """Numeric centre of each cluster (in the scaled space it was fitted in)."""
+        return [c.copy() for c in self._centres.reshape(len(self._modes), -1)]
+
+    def clusterModes(self) -> list[list[str]]:  # noqa: N802
+        """Categorical mode of each cluster."""
+        return [list(m) for m in self._modes]
+
+    def getSegmentNames(self) -> list[str] | None:  # noqa: N802
+        return self.getOrDefault(self.segmentNames) if self.isDefined(self.segmentNames) else None
+
+    def setSegmentNames(self, names: Sequence[str]) -> KPrototypesModel:  # noqa: N802
+        if len(names) != len(self._modes):
+            raise ValueError(f"KPrototypesModel: {len(names)} names for {len(self._modes)} clusters")
+        return self._set(segmentNames=list(names))
+
+    def _distances(self) -> list[str]:
+        return dissimilarity_sql(
+            self.getNumericCols(),
+            self.getCategoricalCols(),
+            self._centres.reshape(len(self._modes), -1).tolist(),
+            self._modes.tolist(),
+            self._gamma,
+        )
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        missing = [
+            c for c in (*self.getNumericCols(), *self.getCategoricalCols()) if c not in dataset.columns
+        ]
+        if missing:
+            raise ValueError(f"KPrototypesModel: input has no column(s) {missing}")
+        segment = nearest_column(self._distances()).getField("j")
+        out = dataset.withColumn(self.getPredictionCol(), segment)
+        names = self.getSegmentNames()
+        if names:
+            lookup = F.create_map(*[x for j, name in enumerate(names) for x in (F.lit(j), F.lit(name))])
+            out = out.withColumn(
+                self.getOrDefault(self.segmentNameCol), lookup[F.col(self.getPredictionCol())]
+            )
+        return out
+
+    def computeCost(self, dataset: DataFrame) -> float:  # noqa: N802
+        """Sum over rows of the dissimilarity to the nearest prototype."""
+        row = (
+            dataset.select(nearest_column(self._distances()).getField("d").alias("d")).agg(F.sum("d")).first()
+        )
+        return float(row[0] or 0.0) if row else 0.0
+
+    def predict_local(self, x_num: np.ndarray, x_cat: np.ndarray) -> np.ndarray:
+        """Cluster of each row of a small driver-side sample (same rule as ``transform``)."""
+        vocab = [sorted(set(self._modes[:, a]) | set(x_cat[:, a])) for a in range(self._modes.shape[1])]
+        d = local_dissimilarity(
+            x_num,
+            encode_categories(x_cat, vocab),
+            self._centres.reshape(len(self._modes), -1),
+            encode_categories(self._modes, vocab),
+            self._gamma,
+        )
+        return np.asarray(d.argmin(axis=1))
+
+    def write(self) -> ModelDataWriter:
+        return ModelDataWriter(self)
+
+    @classmethod
+    def read(cls) -> ModelDataReader[KPrototypesModel]:
+        return ModelDataReader(cls)
+
+    def _model_data(self) -> dict[str, Any]:
+        return {
+            "centres": self._centres.reshape(len(self._modes), -1).tolist(),
+            "modes": self._modes.tolist(),
+            "gamma": self._gamma,
+            "summary": asdict(self._summary) if self._summary else None,
+        }
+
+    @classmethod
+    def _from_model_data(cls, data: dict[str, Any]) -> KPrototypesModel:
+        summary = KPrototypesSummary(**data["summary"]) if data.get("summary") else None
+        return cls(centres=data["centres"], modes=data["modes"], gamma=data["gamma"], summary=summary)
+
+
+def mixed_gamma(std: Sequence[float]) -> float:
+    """kmodes' default gamma: half the mean standard deviation of the numeric columns."""
+    return 0.5 * float(np.mean(std)) if len(std) else 1.0

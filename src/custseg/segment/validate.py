@@ -1,0 +1,214 @@
+"""Is a clustering real? Silhouette, bootstrap stability, cost of any partition.
+
+- Silhouette uses the clustering's own mixed dissimilarity (squared Euclidean + gamma x
+  mismatches) on a bounded, seeded sample, exactly (every pair of the sample).
+- Bootstrap stability follows fpc's ``clusterboot``: B resamples with replacement, each
+  clustered afresh; each original cluster's Jaccard similarity to its best-matching
+  bootstrap cluster over the resampled rows (duplicates counted, as clusterboot does),
+  and the adjusted Rand index of the two partitions, all from k x k contingency tables
+  counted in Spark.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pyspark.ml import Estimator
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.storagelevel import StorageLevel
+
+from custseg.segment.kprototypes import dissimilarity_columns, encode_categories
+
+log = logging.getLogger(__name__)
+
+
+# --- silhouette -------------------------------------------------------------------------
+
+
+def mixed_dissimilarity_matrix(x_num: np.ndarray, x_cat: np.ndarray, gamma: float) -> np.ndarray:
+    """All pairs of a (small) sample: squared Euclidean + gamma x categorical mismatches."""
+    sq = (x_num**2).sum(axis=1)
+    num = np.maximum(sq[:, None] + sq[None, :] - 2.0 * x_num @ x_num.T, 0.0)
+    cat = np.zeros_like(num)
+    for a in range(x_cat.shape[1]):
+        cat += x_cat[:, a][:, None] != x_cat[:, a][None, :]
+    out = num + gamma * cat
+    np.fill_diagonal(out, 0.0)
+    return np.asarray(out, dtype=float)
+
+
+def silhouette_samples(distance: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Silhouette of every point from a precomputed dissimilarity matrix (sklearn's rules:
+    a point alone in its cluster scores 0)."""
+    labels = np.asarray(labels)
+    clusters, codes = np.unique(labels, return_inverse=True)
+    onehot = np.zeros((len(labels), len(clusters)))
+    onehot[np.arange(len(labels)), codes] = 1.0
+    sums = distance @ onehot
+    sizes = onehot.sum(axis=0)
+    own = sizes[codes]
+    a = np.where(own > 1, sums[np.arange(len(labels)), codes] / np.maximum(own - 1, 1), 0.0)
+    others = np.where(onehot.astype(bool), np.inf, sums / sizes[None, :])
+    b = others.min(axis=1) if len(clusters) > 1 else np.zeros(len(labels))
+    s = np.where(own > 1, (b - a) / np.maximum(np.maximum(a, b), 1e-300), 0.0)
+    return np.asarray(np.nan_to_num(s), dtype=float)
+
+
+def mixed_silhouette(x_num: np.ndarray, x_cat: np.ndarray, labels: np.ndarray, gamma: float) -> float:
+    """Mean silhouette of a sample under the mixed dissimilarity; 0 for one cluster."""
+    if len(np.unique(labels)) < 2:
+        return 0.0
+    vocab = [sorted(set(x_cat[:, a])) for a in range(x_cat.shape[1])]
+    codes = encode_categories(x_cat, vocab)
+    return float(silhouette_samples(mixed_dissimilarity_matrix(x_num, codes, gamma), labels).mean())
+
+
+def draw_sample(df: DataFrame, rows: int, seed: int, key: str) -> DataFrame:
+    """A bounded, seeded sample: rows whose seeded hash of ``key`` is smallest (stable
+    whatever the partitioning, so every candidate model is judged on the same rows)."""
+    return df.withColumn("_h", F.xxhash64(F.col(key), F.lit(seed))).orderBy("_h").limit(rows).drop("_h")
+
+
+# --- contingency tables: Jaccard and ARI ------------------------------------------------
+
+
+def contingency(df: DataFrame, left: str, right: str, k_left: int, k_right: int) -> np.ndarray:
+    """k_left x k_right counts of (left, right) label pairs, counted in Spark."""
+    table = np.zeros((k_left, k_right))
+    for r in df.groupBy(left, right).count().collect():
+        table[int(r[left]), int(r[right])] = r["count"]
+    return table
+
+
+def best_jaccard(table: np.ndarray) -> np.ndarray:
+    """Per row cluster: Jaccard |A & B| / |A | B| with its best-matching column cluster
+    (0 for a row cluster absent from the table, as clusterboot scores a vanished cluster)."""
+    rows, cols = table.sum(axis=1), table.sum(axis=0)
+    union = rows[:, None] + cols[None, :] - table
+    with np.errstate(invalid="ignore", divide="ignore"):
+        jac = np.where(union > 0, table / union, 0.0)
+    return np.asarray(jac.max(axis=1), dtype=float)
+
+
+def adjusted_rand_index(table: np.ndarray) -> float:
+    """Hubert and Arabie's ARI from a contingency table (sklearn's adjusted_rand_score)."""
+
+    def comb2(x: np.ndarray) -> float:
+        return float((x * (x - 1) / 2).sum())
+
+    n = table.sum()
+    index = comb2(table)
+    a, b = comb2(table.sum(axis=1)), comb2(table.sum(axis=0))
+    expected = a * b / (n * (n - 1) / 2) if n > 1 else 0.0
+    maximum = (a + b) / 2
+    if maximum == expected:
+        return 1.0
+    return (index - expected) / (maximum - expected)
+
+
+@dataclass
+class Stability:
+    """Bootstrap stability of one clustering."""
+
+    jaccard: np.ndarray  # B x k
+    ari: np.ndarray  # B
+
+    def per_cluster(self, unstable_below: float, stable_from: float) -> pd.DataFrame:
+        """Mean, min Jaccard per cluster, times dissolved (<= 0.5) and recovered (>= 0.75),
+        and the verdict: stable, unstable or doubtful."""
+        mean = self.jaccard.mean(axis=0)
+        verdict = np.where(
+            mean >= stable_from, "stable", np.where(mean < unstable_below, "unstable", "doubtful")
+        )
+        return pd.DataFrame(
+            {
+                "cluster": np.arange(self.jaccard.shape[1]),
+                "jaccard_mean": mean,
+                "jaccard_min": self.jaccard.min(axis=0),
+                "dissolved": (self.jaccard <= 0.5).sum(axis=0),
+                "recovered": (self.jaccard >= 0.75).sum(axis=0),
+                "verdict": verdict,
+            }
+        )
+
+
+def bootstrap_stability(
+    data: DataFrame,
+    label_col: str,
+    k: int,
+    estimator: Estimator[Any],
+    *,
+    resamples: int,
+    seed: int,
+    fraction: float = 1.0,
+    with_seed: Callable[[Estimator[Any], int], Estimator[Any]] | None = None,
+    prediction_col: str = "segment",
+) -> Stability:
+    """clusterboot on Spark: refit ``estimator`` on B seeded resamples of ``data``.
+
+    ``data`` carries the original clustering in ``label_col`` (0..k-1). ``fraction`` < 1
+    resamples a subsample of that expected size (with replacement), which bounds the cost
+    of the B refits on large inputs. ``with_seed`` gives the estimator for resample b
+    (default: ``estimator.copy({seed: seed + b})``).
+    """
+    jaccards, aris = [], []
+    for b in range(resamples):
+        boot = data.sample(withReplacement=True, fraction=fraction, seed=seed + b).persist(
+            StorageLevel.MEMORY_AND_DISK
+        )
+        try:
+            est = with_seed(estimator, seed + b) if with_seed else estimator.copy({estimator.seed: seed + b})  # type: ignore[attr-defined]
+            model = est.fit(boot)
+            k_boot = model.getK() if hasattr(model, "getK") else k  # type: ignore[attr-defined]
+            labelled = model.transform(boot.drop(prediction_col) if prediction_col != label_col else boot)
+            table = contingency(labelled, label_col, prediction_col, k, k_boot)
+        finally:
+            boot.unpersist()
+        jaccards.append(best_jaccard(table))
+        aris.append(adjusted_rand_index(table))
+        log.info(
+            "bootstrap %d/%d: ARI %.3f, Jaccard per cluster %s",
+            b + 1,
+            resamples,
+            aris[-1],
+            np.round(jaccards[-1], 3),
+        )
+    return Stability(np.array(jaccards), np.array(aris))
+
+
+# --- cost of any partition (for the MLlib comparators) ---------------------------------
+
+
+def partition_cost(
+    df: DataFrame, label_col: str, numeric: Sequence[str], categorical: Sequence[str], gamma: float
+) -> float:
+    """k-prototypes cost of a given partition: each row against its own cluster's mean and
+    mode (two passes: the prototypes, then the cost), so any algorithm's clusters can be
+    compared with k-prototypes' on one scale."""
+    rows = (
+        df.groupBy(label_col)
+        .agg(
+            *[F.avg(c).alias(f"s{i}") for i, c in enumerate(numeric)],
+            *[F.mode(c, deterministic=True).alias(f"m{i}") for i, c in enumerate(categorical)],
+        )
+        .collect()
+    )
+    labels = [r[label_col] for r in rows]
+    distances = dissimilarity_columns(
+        numeric,
+        categorical,
+        [[r[f"s{i}"] for i in range(len(numeric))] for r in rows],
+        [[r[f"m{i}"] for i in range(len(categorical))] for r in rows],
+        gamma,
+    )
+    own = F.lit(None).cast("double")
+    for label, d in zip(labels, distances, strict=True):
+        own = F.when(F.col(label_col) == F.lit(label), d).otherwise(own)
+    total = df.select(own.alias("d")).agg(F.sum("d")).first()
+    return float(total[0] or 0.0) if total else 0.0
