@@ -38,6 +38,9 @@ DEV_REQUIRES = [
     # which we do not use.
     "lifetimes==0.11.3",
     "autograd==1.9.1",
+    # references of the segmentation tests: kmodes (k-prototypes), scikit-learn (silhouette, ARI)
+    "kmodes==0.12.2",
+    "scikit-learn==1.9.1",
 ]
 
 setup(

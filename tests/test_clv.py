@@ -244,7 +244,9 @@ def test_stage_writes_clv_holdout_and_segment_check(spark: SparkSession, tmp_pat
     """The stage on the tiny preset: its fit against lifetimes on the same orders, the
     written CLV against lifetimes' CLV at the stage's parameters, and the segment check
     (hand-made assignments: the generator's latent segments) against pandas."""
-    cfg = load_config(TEST_CONF, overrides=[*temp_overrides(tmp_path), "clv.holdout_days=120"])
+    cfg = load_config(
+        TEST_CONF, overrides=[*temp_overrides(tmp_path), "clv.holdout_days=120", "clv.segment_col=segment"]
+    )
     world = generate_world(spark, cfg.generate, seed=cfg.run.seed)
     transactions = world.transactions.checkpoint()
     imap = world.identity_records.select(

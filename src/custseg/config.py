@@ -696,13 +696,14 @@ class ClvConfig(_Section):
         "gold.segment_assignments",
         description="Segment assignments to cross-check (customer_id + segment_col); skipped when absent.",
     )
-    segment_col: str = Field("segment", description="Segment column of segments_table.")
+    segment_col: str = Field(
+        "segment_name", description="Segment column of segments_table (outlier rows, is_outlier, are left out)."
+    )
 
 
 SEGMENT_NUMERIC = (
     "orders_per_year",
     "avg_order_value",
-    "monetary_365d",
     "discount_share_1095d",
     "cost_of_goods_rate",
     "support_per_year",
@@ -711,7 +712,6 @@ SEGMENT_NUMERIC = (
     "sessions_per_active_day",
     "max_daily_features_used_1095d",
     "touches_per_year",
-    "recency_days",
 )
 # Rates over the customer's whole history (the longest window), so customers of different
 # tenure compare; every null has a defined fill.
@@ -725,7 +725,6 @@ SEGMENT_DERIVED = {
     "active_day_share": "active_days_1095d / greatest(least(days_since_first_event, 1095), 1)",
     "sessions_per_active_day": "sessions_1095d / greatest(active_days_1095d, 1)",
     "touches_per_year": "touches_1095d / (greatest(least(days_since_first_event, 1095), 30) / 365.25)",
-    "recency_days": "coalesce(recency_days, days_since_first_event + 365)",
 }
 
 
@@ -749,12 +748,10 @@ class SegmentConfig(_Section):
         [
             "orders_per_year",
             "avg_order_value",
-            "monetary_365d",
             "support_per_year",
             "sessions_per_active_day",
             "max_daily_features_used_1095d",
             "touches_per_year",
-            "recency_days",
         ],
         description="Numeric inputs given a signed log1p before standardising (heavy-tailed money, counts).",
     )

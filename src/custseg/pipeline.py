@@ -40,6 +40,7 @@ def _registry() -> dict[str, StageFn]:
     from custseg.generate.job import run_generate
     from custseg.ingest.job import run_ingest
     from custseg.segment.job import run_segment
+    from custseg.segment.score import run_score
     from custseg.stitch.job import run_stitch
 
     return {
@@ -48,6 +49,7 @@ def _registry() -> dict[str, StageFn]:
         "stitch": run_stitch,
         "features": run_features,
         "segment": run_segment,
+        "score": run_score,
         "clv": run_clv,
     }
 

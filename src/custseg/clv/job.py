@@ -124,6 +124,8 @@ def run_segment_check(ctx: StageContext, clv: DataFrame) -> dict[str, float]:
         log.warning("clv: %s not found, segment cross-check skipped", cfg.segments_table)
         return {"segments.checked": 0}
     segments = latest_segments(tables.read(cfg.segments_table))
+    if "is_outlier" in segments.columns:
+        segments = segments.where(~F.col("is_outlier"))
     table, rho = segment_value_check(clv, segments, segment_col=cfg.segment_col)
     tables.write(ctx.spark.createDataFrame(table), "gold.clv_segment_check")
     run.log_dict(table.to_dict(orient="records"), "clv/segment_check.json")

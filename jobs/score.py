@@ -1,0 +1,15 @@
+"""Assign the champion segmentation to every feature snapshot (spark-submit entry point)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from custseg.cli import run_stage_main
+
+
+def main(argv: Sequence[str] | None = None) -> str:
+    return run_stage_main("score", argv)
+
+
+if __name__ == "__main__":
+    main()
