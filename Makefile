@@ -58,6 +58,7 @@ bench: $(JARS_READY)
 	$(BIN)/python bench/stitch.py --preset reference
 	$(BIN)/python bench/features.py --preset reference
 	$(BIN)/python bench/clv.py --preset reference
+	$(BIN)/python bench/segment.py --preset reference
 
 clean:
 	rm -rf build dist .pytest_cache .mypy_cache .ruff_cache data

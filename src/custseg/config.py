@@ -697,7 +697,7 @@ class ClvConfig(_Section):
         description="Segment assignments to cross-check (customer_id + segment_col); skipped when absent.",
     )
     segment_col: str = Field(
-        "segment_name", description="Segment column of segments_table (outlier rows, is_outlier, are left out)."
+        "segment_name", description="Segment column of segments_table (rows with is_outlier are left out)."
     )
 
 
