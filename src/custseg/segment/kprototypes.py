@@ -28,12 +28,11 @@ from pyspark import keyword_only
 from pyspark.ml import Estimator, Model
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import HasMaxIter, HasPredictionCol, HasSeed, HasTol
-from pyspark.ml.util import MLReadable, MLWritable
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.storagelevel import StorageLevel
 
-from custseg.segment.persist import ModelDataReader, ModelDataWriter
+from custseg.segment.persist import ModelDataPersistence
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +183,7 @@ class _KPrototypesParams(HasPredictionCol, HasMaxIter, HasTol, HasSeed):
 # --- estimator --------------------------------------------------------------------------
 
 
-class KPrototypes(Estimator["KPrototypesModel"], _KPrototypesParams, MLWritable, MLReadable["KPrototypes"]):
+class KPrototypes(Estimator["KPrototypesModel"], _KPrototypesParams, ModelDataPersistence):
     """k-prototypes clustering of mixed numeric and categorical columns.
 
     >>> kp = KPrototypes(k=4, numericCols=["z_monetary"], categoricalCols=["plan"], seed=1)
@@ -249,21 +248,6 @@ class KPrototypes(Estimator["KPrototypesModel"], _KPrototypesParams, MLWritable,
 
     def setGamma(self, value: float) -> KPrototypes:  # noqa: N802
         return self._set(gamma=value)
-
-    # persistence: params only (DefaultParams format)
-    def write(self) -> ModelDataWriter:
-        return ModelDataWriter(self)
-
-    @classmethod
-    def read(cls) -> ModelDataReader[KPrototypes]:
-        return ModelDataReader(cls)
-
-    def _model_data(self) -> dict[str, Any]:
-        return {}
-
-    @classmethod
-    def _from_model_data(cls, data: dict[str, Any]) -> KPrototypes:
-        return cls()
 
     def _validate(self, dataset: DataFrame) -> tuple[list[str], list[str], int]:
         numeric, categorical, k = self.getNumericCols(), self.getCategoricalCols(), self.getK()
@@ -646,7 +630,7 @@ class KPrototypesSummary:
     n: int = 0
 
 
-class KPrototypesModel(Model, _KPrototypesParams, MLWritable, MLReadable["KPrototypesModel"]):
+class KPrototypesModel(Model, _KPrototypesParams, ModelDataPersistence):
     """Prototypes (numeric centres and categorical modes), gamma and the training summary.
 
     ``segmentNames`` (optional, one per cluster; set after fitting) adds ``segmentNameCol``.
@@ -746,13 +730,6 @@ class KPrototypesModel(Model, _KPrototypesParams, MLWritable, MLReadable["KProto
             self._gamma,
         )
         return np.asarray(d.argmin(axis=1))
-
-    def write(self) -> ModelDataWriter:
-        return ModelDataWriter(self)
-
-    @classmethod
-    def read(cls) -> ModelDataReader[KPrototypesModel]:
-        return ModelDataReader(cls)
 
     def _model_data(self) -> dict[str, Any]:
         return {

@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from typing import Any, Generic, TypeVar
 
-from pyspark.ml.util import DefaultParamsReader, DefaultParamsWriter, MLReader, MLWriter
+from pyspark.ml.util import (
+    DefaultParamsReader,
+    DefaultParamsWriter,
+    MLReadable,
+    MLReader,
+    MLWritable,
+    MLWriter,
+)
 
 P = TypeVar("P", bound=Any)
 
@@ -42,3 +49,22 @@ class ModelDataReader(MLReader[Any], Generic[P]):
         DefaultParamsReader.getAndSetParams(instance, metadata)  # type: ignore[type-var]
         instance._resetUid(metadata["uid"])
         return instance
+
+
+class ModelDataPersistence(MLWritable, MLReadable[Any]):
+    """``write()``/``read()`` through the two classes above. An estimator keeps the empty
+    data; a model overrides ``_model_data`` and ``_from_model_data``."""
+
+    def write(self) -> ModelDataWriter:
+        return ModelDataWriter(self)
+
+    @classmethod
+    def read(cls) -> ModelDataReader[Any]:
+        return ModelDataReader(cls)
+
+    def _model_data(self) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def _from_model_data(cls, data: dict[str, Any]) -> Any:
+        return cls()

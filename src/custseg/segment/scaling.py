@@ -17,11 +17,10 @@ from pyspark import keyword_only
 from pyspark.ml import Estimator, Model
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import HasInputCols, HasOutputCols
-from pyspark.ml.util import MLReadable, MLWritable
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from custseg.segment.persist import ModelDataReader, ModelDataWriter
+from custseg.segment.persist import ModelDataPersistence
 
 
 def signed_log1p(column: Column) -> Column:
@@ -53,9 +52,7 @@ class _ScalerParams(HasInputCols, HasOutputCols):
         return signed_log1p(value) if name in self.getOrDefault(self.logCols) else value
 
 
-class LogStandardScaler(
-    Estimator["LogStandardScalerModel"], _ScalerParams, MLWritable, MLReadable["LogStandardScaler"]
-):
+class LogStandardScaler(Estimator["LogStandardScalerModel"], _ScalerParams, ModelDataPersistence):
     """Fits the mean and standard deviation of every (logged) input column in one pass."""
 
     _input_kwargs: dict[str, Any]
@@ -105,22 +102,8 @@ class LogStandardScaler(
         self._copyValues(model)
         return model
 
-    def write(self) -> ModelDataWriter:
-        return ModelDataWriter(self)
 
-    @classmethod
-    def read(cls) -> ModelDataReader[LogStandardScaler]:
-        return ModelDataReader(cls)
-
-    def _model_data(self) -> dict[str, Any]:
-        return {}
-
-    @classmethod
-    def _from_model_data(cls, data: dict[str, Any]) -> LogStandardScaler:
-        return cls()
-
-
-class LogStandardScalerModel(Model, _ScalerParams, MLWritable, MLReadable["LogStandardScalerModel"]):
+class LogStandardScalerModel(Model, _ScalerParams, ModelDataPersistence):
     """Applies the fitted transform; a column with no spread becomes 0."""
 
     def __init__(self, means: Sequence[float] = (), stds: Sequence[float] = ()) -> None:
@@ -133,13 +116,6 @@ class LogStandardScalerModel(Model, _ScalerParams, MLWritable, MLReadable["LogSt
             centred = self._logged(source) - F.lit(mean)
             scaled[target] = centred / F.lit(std) if std > 0 else centred * F.lit(0.0)
         return dataset.withColumns(scaled)
-
-    def write(self) -> ModelDataWriter:
-        return ModelDataWriter(self)
-
-    @classmethod
-    def read(cls) -> ModelDataReader[LogStandardScalerModel]:
-        return ModelDataReader(cls)
 
     def _model_data(self) -> dict[str, Any]:
         return {"means": self.means, "stds": self.stds}
