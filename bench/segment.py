@@ -1,6 +1,6 @@
 """Benchmark the segmentation on a generated preset beside the kmodes package.
 
-    .venv/bin/python bench/segment.py --preset reference [--data DIR] [--kmodes-timeout S]
+    .venv/bin/python bench/segment.py --preset reference [--data DIR] [--kmodes-timeout S] [--skip-stage]
 
 1. Draws the preset once into DIR (as bench/features.py; with --data an earlier draw is
    reused) and builds the as-of customer features from the true identity map; prepares
@@ -76,6 +76,7 @@ def kmodes_run(
 def main() -> None:
     parser = bench_parser(__doc__ or "", "draw folder (reused when it holds a draw)")
     parser.add_argument("--kmodes-timeout", type=float, default=3600.0)
+    parser.add_argument("--skip-stage", action="store_true", help="only the fit beside kmodes")
     args = parser.parse_args()
     cfg, spark, out, jvm_pid = bench_session(args, "segment")
     draw(spark, cfg, out)
@@ -163,6 +164,8 @@ def main() -> None:
             f"cost ratio custseg/kmodes {ours.trainingCost / ref['cost']:.5f}"
         )
     data.unpersist()
+    if args.skip_stage:
+        return
 
     # the whole stage on the same features
     warehouse = out / "warehouse"

@@ -17,7 +17,7 @@ from scipy.spatial.distance import cdist
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 
 from custseg.config import load_config
-from custseg.features import build_customer_features
+from custseg.features import build_feature_snapshots
 from custseg.generate import generate_world
 from custseg.pipeline import run_stage
 from custseg.segment import KPrototypes, KPrototypesModel, LogStandardScaler
@@ -275,23 +275,20 @@ def test_segment_stage_and_scoring_on_the_tiny_preset(spark: SparkSession, tmp_p
         "source_system", "source_id", F.col("person_id").cast("string").alias("customer_id")
     )
     fc = cfg.features
-    snapshots = []
-    for as_of in ("2026-10-01", "2026-11-01"):
-        features = build_customer_features(
-            events["transactions"],
-            imap,
-            support=events["support_contacts"],
-            usage=events["product_usage"],
-            touches=events["marketing_touches"],
-            attributes=events["customer_attributes"],
-            as_of=as_of,
-            windows_days=fc.windows_days,
-            categorical_attributes=fc.categorical_attributes,
-            numeric_attributes=fc.numeric_attributes,
-        )
-        snapshots.append(features.withColumn("snapshot_date", F.lit(as_of).cast("date")))
+    features = build_feature_snapshots(
+        events["transactions"],
+        imap,
+        support=events["support_contacts"],
+        usage=events["product_usage"],
+        touches=events["marketing_touches"],
+        attributes=events["customer_attributes"],
+        snapshot_dates=["2026-10-01", "2026-11-01"],
+        windows_days=fc.windows_days,
+        categorical_attributes=fc.categorical_attributes,
+        numeric_attributes=fc.numeric_attributes,
+    )
     store = TableStore(spark, cfg.storage.warehouse, run_id="seed")
-    store.write(snapshots[0].unionByName(snapshots[1]), "gold.customer_features")
+    store.write(features, "gold.customer_features")
     truth = world.people.select(
         F.col("person_id").cast("string").alias("customer_id"), "segment", "is_bot"
     ).toPandas()

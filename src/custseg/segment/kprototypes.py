@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 INIT_MODES = ("cao", "huang", "k-means||", "random")
 MAX_CATEGORY_VALUES = 100_000
+MAX_COUNTED_VALUES = 256
 
 
 # --- mixed dissimilarity: Spark columns and numpy, the same definition -------------------
@@ -99,11 +100,21 @@ def dissimilarity_columns(
     return [F.expr(sql) for sql in dissimilarity_sql(numeric, categorical, centres, modes, gamma)]
 
 
-def nearest_column(distances: Sequence[str]) -> Column:
-    """struct(d, j) of the nearest prototype, from ``dissimilarity_sql``; equal distances
-    go to the lowest j (np.argmin's rule)."""
-    structs = ", ".join(f"named_struct('d', {d}, 'j', {j})" for j, d in enumerate(distances))
-    return F.expr(f"array_min(array({structs}))")
+def with_nearest(df: DataFrame, distances: Sequence[str], j_col: str, d_col: str | None = None) -> DataFrame:
+    """``df`` plus the nearest prototype's index (and its dissimilarity), from
+    ``dissimilarity_sql``; equal distances go to the lowest index (np.argmin's rule).
+
+    Plain ``least`` and ``CASE`` over the k distance columns: no per-row array or struct
+    is built, so the whole pass stays in generated code.
+    """
+    tmp = [f"__kp_d{j}" for j in range(len(distances))]
+    out = df.select("*", *[F.expr(d).alias(t) for d, t in zip(distances, tmp, strict=True)])
+    out = out.withColumn("__kp_min", F.expr(f"least({', '.join(tmp)})") if len(tmp) > 1 else F.col(tmp[0]))
+    case = "CASE " + " ".join(f"WHEN {t} = __kp_min THEN {j}" for j, t in enumerate(tmp)) + " END"
+    out = out.withColumn(j_col, F.expr(case))
+    if d_col:
+        out = out.withColumn(d_col, F.col("__kp_min"))
+    return out.drop(*tmp, "__kp_min")
 
 
 def local_dissimilarity(
@@ -277,7 +288,8 @@ class KPrototypes(Estimator["KPrototypesModel"], _KPrototypesParams, ModelDataPe
                 gamma = mixed_gamma(std)
             seed = self.getOrDefault(self.seed)
             centres, modes = self._initial(data, numeric, categorical, k, float(gamma), seed)
-            return self._iterate(data, numeric, categorical, centres, modes, float(gamma), n)
+            vocab = [sorted(f) for f in category_frequencies(data, categorical)] if categorical else []
+            return self._iterate(data, numeric, categorical, centres, modes, float(gamma), n, vocab)
         finally:
             data.unpersist()
 
@@ -317,6 +329,7 @@ class KPrototypes(Estimator["KPrototypesModel"], _KPrototypesParams, ModelDataPe
         modes: np.ndarray,
         gamma: float,
         n: int,
+        vocab: list[list[str]],
     ) -> KPrototypesModel:
         max_iter, tol = self.getOrDefault(self.maxIter), self.getOrDefault(self.tol)
         history: list[float] = []
@@ -324,7 +337,7 @@ class KPrototypes(Estimator["KPrototypesModel"], _KPrototypesParams, ModelDataPe
         converged = False
         iteration = 0
         for iteration in range(1, max_iter + 1):
-            stats = cluster_statistics(data, numeric, categorical, centres, modes, gamma)
+            stats = cluster_statistics(data, numeric, categorical, centres, modes, gamma, vocab)
             history.append(stats.cost)
             sizes = stats.sizes
             new_centres, new_modes = stats.updated(centres, modes)
@@ -404,17 +417,35 @@ def cluster_statistics(
     centres: np.ndarray,
     modes: np.ndarray,
     gamma: float,
+    vocab: Sequence[Sequence[str]] | None = None,
 ) -> ClusterStatistics:
-    """Assign every row to its nearest prototype; aggregate per cluster (one job)."""
-    nearest = nearest_column(dissimilarity_sql(numeric, categorical, centres.tolist(), modes.tolist(), gamma))
+    """Assign every row to its nearest prototype; aggregate per cluster (one job).
+
+    With the categorical vocabularies given (sorted; at most ``MAX_COUNTED_VALUES`` values
+    in all), the modes come from one conditional count per value, a plain hash aggregate
+    that stays in generated code; otherwise from ``mode(col, deterministic=True)``, whose
+    object aggregate takes the whole aggregation out of generated code. Both break ties
+    to the smallest value, as kmodes does.
+    """
+    distances = dissimilarity_sql(numeric, categorical, centres.tolist(), modes.tolist(), gamma)
+    counted = vocab is not None and sum(len(v) for v in vocab) <= MAX_COUNTED_VALUES
+    if counted:
+        assert vocab is not None
+        mode_aggs = [
+            F.expr(f"count_if({_name(c)} = {_string(v)})").alias(f"c{a}_{i}")
+            for a, c in enumerate(categorical)
+            for i, v in enumerate(vocab[a])
+        ]
+    else:
+        mode_aggs = [F.mode(c, deterministic=True).alias(f"m{i}") for i, c in enumerate(categorical)]
     rows = (
-        data.select(*numeric, *categorical, nearest.alias("_near"))
-        .groupBy(F.col("_near.j").alias("j"))
+        with_nearest(data.select(*numeric, *categorical), distances, "_j", "_d")
+        .groupBy("_j")
         .agg(
             F.count(F.lit(1)).alias("n"),
-            F.sum("_near.d").alias("cost"),
+            F.sum("_d").alias("cost"),
             *[F.sum(c).alias(f"s{i}") for i, c in enumerate(numeric)],
-            *[F.mode(c, deterministic=True).alias(f"m{i}") for i, c in enumerate(categorical)],
+            *mode_aggs,
         )
         .collect()
     )
@@ -422,9 +453,17 @@ def cluster_statistics(
     sums: dict[int, list[float]] = {}
     cluster_modes: dict[int, list[str]] = {}
     for r in rows:
-        sizes[r["j"]] = int(r["n"])
-        sums[r["j"]] = [float(r[f"s{i}"]) for i in range(len(numeric))]
-        cluster_modes[r["j"]] = [r[f"m{i}"] for i in range(len(categorical))]
+        j = r["_j"]
+        sizes[j] = int(r["n"])
+        sums[j] = [float(r[f"s{i}"]) for i in range(len(numeric))]
+        if counted:
+            assert vocab is not None
+            cluster_modes[j] = [
+                vocab[a][int(np.argmax([r[f"c{a}_{i}"] for i in range(len(vocab[a]))]))]
+                for a in range(len(categorical))
+            ]
+        else:
+            cluster_modes[j] = [r[f"m{i}"] for i in range(len(categorical))]
     return ClusterStatistics(float(sum(r["cost"] for r in rows)), sizes, sums, cluster_modes)
 
 
@@ -547,8 +586,9 @@ def init_kmeans_parallel(
     candidates = list(data.orderBy(F.rand(seed)).limit(1).collect())
     for step in range(steps):
         cent, mode = _rows_as_prototypes(candidates, numeric, categorical)
-        dist = nearest_column(dissimilarity_sql(numeric, categorical, cent.tolist(), mode.tolist(), gamma))
-        scored = data.withColumn("_d", dist.getField("d"))
+        scored = with_nearest(
+            data, dissimilarity_sql(numeric, categorical, cent.tolist(), mode.tolist(), gamma), "_j", "_d"
+        ).drop("_j")
         phi_row = scored.agg(F.sum("_d")).first()
         phi = float(phi_row[0] or 0.0) if phi_row else 0.0
         if phi <= 0:
@@ -566,10 +606,10 @@ def init_kmeans_parallel(
         extra = [r for r in data.orderBy(F.rand(seed + 99)).limit(2 * k).collect() if r not in candidates]
         cent, mode = _rows_as_prototypes((candidates + extra)[:k], numeric, categorical)
         return cent, mode
-    near = nearest_column(dissimilarity_sql(numeric, categorical, cent.tolist(), mode.tolist(), gamma))
-    counts = {
-        r["j"]: r["count"] for r in data.select(near.getField("j").alias("j")).groupBy("j").count().collect()
-    }
+    near = with_nearest(
+        data, dissimilarity_sql(numeric, categorical, cent.tolist(), mode.tolist(), gamma), "j"
+    )
+    counts = {r["j"]: r["count"] for r in near.groupBy("j").count().collect()}
     weights = np.array([counts.get(j, 0) for j in range(len(candidates))], dtype=float)
     return local_kprototypes(cent, mode, weights, k, gamma, np.random.RandomState(seed % 2**32))
 
@@ -702,8 +742,7 @@ class KPrototypesModel(Model, _KPrototypesParams, ModelDataPersistence):
         ]
         if missing:
             raise ValueError(f"KPrototypesModel: input has no column(s) {missing}")
-        segment = nearest_column(self._distances()).getField("j")
-        out = dataset.withColumn(self.getPredictionCol(), segment)
+        out = with_nearest(dataset, self._distances(), self.getPredictionCol())
         names = self.getSegmentNames()
         if names:
             lookup = F.create_map(*[x for j, name in enumerate(names) for x in (F.lit(j), F.lit(name))])
@@ -714,9 +753,7 @@ class KPrototypesModel(Model, _KPrototypesParams, ModelDataPersistence):
 
     def computeCost(self, dataset: DataFrame) -> float:  # noqa: N802
         """Sum over rows of the dissimilarity to the nearest prototype."""
-        row = (
-            dataset.select(nearest_column(self._distances()).getField("d").alias("d")).agg(F.sum("d")).first()
-        )
+        row = with_nearest(dataset, self._distances(), "_j", "_d").agg(F.sum("_d")).first()
         return float(row[0] or 0.0) if row else 0.0
 
     def predict_local(self, x_num: np.ndarray, x_cat: np.ndarray) -> np.ndarray:
