@@ -69,12 +69,17 @@ def build_session(cfg: SparkConfig, extra_jars: list[str] | None = None) -> Spar
         builder = builder.config("spark.jars.packages", delta_package())
     if jars:
         builder = builder.config("spark.jars", ",".join(jars))
+    # Iterative stages (k-prototypes: one query with new prototype literals per iteration)
+    # compile a new generated class per pass; at the default 240 MB the JIT code cache of
+    # a long segmentation run filled up and the JVM disabled its compiler, after which
+    # every pass ran several times slower. A larger cache with flushing keeps the JIT on.
+    java_options = "-Duser.timezone=UTC -XX:ReservedCodeCacheSize=1g -XX:+UseCodeCacheFlushing"
     settings = {
         "spark.sql.extensions": DELTA_EXTENSION,
         "spark.sql.catalog.spark_catalog": DELTA_CATALOG,
         "spark.sql.session.timeZone": "UTC",
-        "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
-        "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
+        "spark.driver.extraJavaOptions": java_options,
+        "spark.executor.extraJavaOptions": java_options,
         "spark.sql.adaptive.enabled": "true",
         "spark.sql.shuffle.partitions": str(cfg.shuffle_partitions),
         "spark.ui.enabled": str(cfg.ui_enabled).lower(),
