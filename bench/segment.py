@@ -110,7 +110,6 @@ def main() -> None:
         f"preset {args.preset}: {n:,} customers; {len(numeric)} numeric + {len(categorical)} "
         "categorical inputs; "
         f"k={K}; gamma {gamma:.4f}; local[*], 2 cores",
-        flush=True,
     )
 
     started = time.perf_counter()
