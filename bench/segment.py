@@ -47,7 +47,7 @@ K = 4
 
 def say(text: object) -> None:
     """Benchmark output."""
-    print(text)  # noqa: T201
+    print(text, flush=True)  # noqa: T201
 
 
 def kmodes_run(
