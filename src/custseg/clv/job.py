@@ -31,6 +31,7 @@ from custseg.clv.predict import predict_clv
 from custseg.clv.summary import calibration_and_holdout, summarize_transactions
 from custseg.config import ClvConfig
 from custseg.features.core import mapped_orders
+from custseg.segment.job import latest_snapshot
 
 if TYPE_CHECKING:
     from custseg.pipeline import StageContext
@@ -109,21 +110,13 @@ def run_holdout(orders: DataFrame, cfg: ClvConfig, observation_end: date, run: S
     return out
 
 
-def latest_segments(segments: DataFrame) -> DataFrame:
-    """The assignments of the latest snapshot when the table holds several."""
-    if "snapshot_date" not in segments.columns:
-        return segments
-    last = segments.agg(F.max("snapshot_date")).first()
-    return segments.where(F.col("snapshot_date") == F.lit(last[0] if last else None))
-
-
 def run_segment_check(ctx: StageContext, clv: DataFrame) -> dict[str, float]:
     """Segments' value order against their CLV order; gold.clv_segment_check."""
     cfg, tables, run = ctx.cfg.clv, ctx.tables, ctx.run
     if not tables.exists(cfg.segments_table):
         log.warning("clv: %s not found, segment cross-check skipped", cfg.segments_table)
         return {"segments.checked": 0}
-    segments = latest_segments(tables.read(cfg.segments_table))
+    segments = latest_snapshot(tables.read(cfg.segments_table))
     if "is_outlier" in segments.columns:
         segments = segments.where(~F.col("is_outlier"))
     table, rho = segment_value_check(clv, segments, segment_col=cfg.segment_col)

@@ -335,7 +335,6 @@ class OutlierScreen:
     centres: np.ndarray
     modes: np.ndarray
     customers: int
-    probe_sizes: list[int]
 
 
 def screen_outliers(
@@ -379,7 +378,6 @@ def screen_outliers(
         np.array(probe.clusterCentres())[flagged],
         np.array(probe.clusterModes(), dtype=object)[flagged],
         int(count[0]) if count else 0,
-        sizes,
     )
     return screen, labelled.where(~is_outlier).drop("segment")
 

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,15 +147,14 @@ def bootstrap_stability(
     resamples: int,
     seed: int,
     fraction: float = 1.0,
-    with_seed: Callable[[Estimator[Any], int], Estimator[Any]] | None = None,
     prediction_col: str = "segment",
 ) -> Stability:
     """clusterboot on Spark: refit ``estimator`` on B seeded resamples of ``data``.
 
     ``data`` carries the original clustering in ``label_col`` (0..k-1). ``fraction`` < 1
     resamples a subsample of that expected size (with replacement), which bounds the cost
-    of the B refits on large inputs. ``with_seed`` gives the estimator for resample b
-    (default: ``estimator.copy({seed: seed + b})``).
+    of the B refits on large inputs. Resample b is refitted by
+    ``estimator.copy({seed: seed + b})``.
     """
     jaccards, aris = [], []
     for b in range(resamples):
@@ -163,7 +162,7 @@ def bootstrap_stability(
             StorageLevel.MEMORY_AND_DISK
         )
         try:
-            est = with_seed(estimator, seed + b) if with_seed else estimator.copy({estimator.seed: seed + b})  # type: ignore[attr-defined]
+            est = estimator.copy({estimator.seed: seed + b})  # type: ignore[attr-defined]
             model = est.fit(boot)
             k_boot = model.getK() if hasattr(model, "getK") else k  # type: ignore[attr-defined]
             labelled = model.transform(boot.drop(prediction_col) if prediction_col != label_col else boot)
