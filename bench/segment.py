@@ -37,8 +37,9 @@ from sklearn.metrics import adjusted_rand_score
 from custseg.features import build_customer_features
 from custseg.pipeline import run_stage
 from custseg.segment import KPrototypes
+from custseg.segment.blocks import ColumnBlocks
 from custseg.segment.job import categorical_inputs, fit_prep, numeric_inputs
-from custseg.segment.kprototypes import init_kmeans_parallel, mixed_gamma
+from custseg.segment.kprototypes import category_frequencies, init_kmeans_parallel, mixed_gamma
 from custseg.tables import TableStore
 
 log = logging.getLogger("bench.segment")
@@ -113,7 +114,11 @@ def main() -> None:
     )
 
     started = time.perf_counter()
-    centres, modes = init_kmeans_parallel(data, numeric, categorical, K, gamma, cfg.run.seed, 2)
+    blocks = ColumnBlocks(
+        data, numeric, categorical, [sorted(f) for f in category_frequencies(data, categorical)]
+    )
+    centres, modes = init_kmeans_parallel(blocks, K, gamma, cfg.run.seed, 2)
+    blocks.unpersist()
     init_seconds = time.perf_counter() - started
     start = [[*map(float, c), *map(str, m)] for c, m in zip(centres, modes, strict=True)]
     with RssSampler(jvm_pid) as rss:

@@ -199,8 +199,12 @@ def test_bootstrap_finds_the_unstable_cluster(spark: SparkSession) -> None:
     """A tight far blob is a real cluster; k = 3 must cut a round cloud in two, and where it
     cuts changes from resample to resample: those halves are not stable."""
     rng = np.random.RandomState(2)
-    angle, radius = rng.uniform(0, 2 * np.pi, 300), np.sqrt(rng.uniform(0, 1, 300)) * 3
-    cloud = np.c_[radius * np.cos(angle), radius * np.sin(angle)]
+    # a disk as evenly spaced rings: every direction of the cut is as good as any other
+    rings = [
+        (r, np.arange(int(round(2 * np.pi * r / 0.55))) * 2 * np.pi / round(2 * np.pi * r / 0.55))
+        for r in np.arange(0.5, 3.01, 0.5)
+    ]
+    cloud = np.vstack([np.c_[r * np.cos(a), r * np.sin(a)] for r, a in rings])
     blob = rng.randn(80, 2) * 0.3 + [20, 20]
     pdf = pd.DataFrame(np.vstack([cloud, blob]), columns=NUM)
     df = spark.createDataFrame(pdf).cache()

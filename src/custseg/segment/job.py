@@ -174,11 +174,19 @@ def fit_kprototypes(
         categoricalCols=categorical,
         gamma=gamma,
         initMode=cfg.init_mode,
+        nInit=cfg.n_init,
         maxIter=cfg.max_iter,
         tol=cfg.tol,
         seed=seed,
     )
-    params = {"algorithm": "kprototypes", "k": k, "gamma": gamma, "init_mode": cfg.init_mode, "seed": seed}
+    params = {
+        "algorithm": "kprototypes",
+        "k": k,
+        "gamma": gamma,
+        "init_mode": cfg.init_mode,
+        "n_init": cfg.n_init,
+        "seed": seed,
+    }
     with candidate_run(run, f"kprototypes k={k}", params) as child:
         started = time.perf_counter()
         model = estimator.fit(scaled)

@@ -5,14 +5,16 @@ plus ``gamma`` times the number of categorical columns that differ from the prot
 mode, the kmodes package's definition. Written by hand: neither MLlib nor any Spark
 library clusters mixed numeric and categorical data.
 
-Every iteration is one aggregation over the input: each row is assigned to its nearest
-prototype by a column expression (the prototypes are literals, so the plan has the same
-size in every iteration and no lineage builds up), and the per-cluster row counts,
-numeric sums, categorical modes (``mode(col, deterministic=True)``: ties go to the
-smallest value, as in kmodes) and the cost come back as k rows. The update is batch
-(Lloyd's): kmodes moves prototypes after every point, which cannot be distributed; both
-stop at a fixed point of the same map, so on the same data and start they agree where
-the fixed point is reached (tested against kmodes).
+Every iteration is one pass over the input, cached once as columnar numpy blocks
+(``custseg.segment.blocks``): each partition assigns its rows to the nearest prototype and
+returns its per-cluster row counts, numeric sums, category tallies and cost as one row,
+so only k-sized results reach the driver and the plan is the same every pass (no lineage
+builds up, nothing is recompiled). Modes break ties to the smallest value, as kmodes.
+The final assignment (``transform``, ``computeCost``) is a SQL expression with the
+prototypes as literals, the same dissimilarity in the same order of terms. The update
+is batch (Lloyd's): kmodes moves prototypes after every point, which cannot be
+distributed; both stop at a fixed point of the same map, so on the same data and start
+they agree where the fixed point is reached (tested against kmodes).
 """
 
 from __future__ import annotations
@@ -32,13 +34,13 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.storagelevel import StorageLevel
 
+from custseg.segment.blocks import ColumnBlocks, PassStatistics
 from custseg.segment.persist import ModelDataPersistence
 
 log = logging.getLogger(__name__)
 
 INIT_MODES = ("cao", "huang", "k-means||", "random")
 MAX_CATEGORY_VALUES = 100_000
-MAX_COUNTED_VALUES = 256
 
 
 # --- mixed dissimilarity: Spark columns and numpy, the same definition -------------------
@@ -158,6 +160,12 @@ class _KPrototypesParams(HasPredictionCol, HasMaxIter, HasTol, HasSeed):
     initSteps: Param[int] = Param(  # noqa: N815
         Params._dummy(), "initSteps", "rounds of k-means|| sampling (> 0)", TypeConverters.toInt
     )
+    nInit: Param[int] = Param(  # noqa: N815
+        Params._dummy(),
+        "nInit",
+        "starts from seeds seed, seed + 1, ...; the lowest training cost is kept (kmodes' n_init)",
+        TypeConverters.toInt,
+    )
     initialCentres: Param[list[list[Any]]] = Param(  # noqa: N815
         Params._dummy(),
         "initialCentres",
@@ -173,6 +181,7 @@ class _KPrototypesParams(HasPredictionCol, HasMaxIter, HasTol, HasSeed):
             categoricalCols=[],
             initMode="cao",
             initSteps=2,
+            nInit=1,
             maxIter=100,
             tol=1e-4,
             predictionCol="segment",
@@ -214,6 +223,7 @@ class KPrototypes(Estimator["KPrototypesModel"], _KPrototypesParams, ModelDataPe
         gamma: float | None = None,
         initMode: str = "cao",  # noqa: N803
         initSteps: int = 2,  # noqa: N803
+        nInit: int = 1,  # noqa: N803
         initialCentres: list[list[Any]] | None = None,  # noqa: N803
         maxIter: int = 100,  # noqa: N803
         tol: float = 1e-4,
@@ -233,6 +243,7 @@ class KPrototypes(Estimator["KPrototypesModel"], _KPrototypesParams, ModelDataPe
         gamma: float | None = None,
         initMode: str = "cao",  # noqa: N803
         initSteps: int = 2,  # noqa: N803
+        nInit: int = 1,  # noqa: N803
         initialCentres: list[list[Any]] | None = None,  # noqa: N803
         maxIter: int = 100,  # noqa: N803
         tol: float = 1e-4,
@@ -254,6 +265,9 @@ class KPrototypes(Estimator["KPrototypesModel"], _KPrototypesParams, ModelDataPe
     def setInitMode(self, value: str) -> KPrototypes:  # noqa: N802
         return self._set(initMode=value)
 
+    def setNInit(self, value: int) -> KPrototypes:  # noqa: N802
+        return self._set(nInit=value)
+
     def setInitialCentres(self, value: list[list[Any]]) -> KPrototypes:  # noqa: N802
         return self._set(initialCentres=value)
 
@@ -269,6 +283,8 @@ class KPrototypes(Estimator["KPrototypesModel"], _KPrototypesParams, ModelDataPe
         missing = [c for c in (*numeric, *categorical) if c not in dataset.columns]
         if missing:
             raise ValueError(f"KPrototypes: input has no column(s) {missing}; it has {dataset.columns}")
+        if self.getOrDefault(self.nInit) < 1:
+            raise ValueError(f"KPrototypes: nInit must be at least 1, got {self.getOrDefault(self.nInit)}")
         if self.getInitMode() not in INIT_MODES:
             raise ValueError(f"KPrototypes: initMode must be one of {INIT_MODES}, got {self.getInitMode()!r}")
         return list(numeric), list(categorical), k
@@ -278,24 +294,60 @@ class KPrototypes(Estimator["KPrototypesModel"], _KPrototypesParams, ModelDataPe
         data = dataset.select(
             *[F.col(c).cast("double").alias(c) for c in numeric],
             *[F.col(c).cast("string").alias(c) for c in categorical],
-        ).persist(StorageLevel.MEMORY_AND_DISK)
+        )
+        # the profile and the blocks read the input once each, and Cao, Huang and random
+        # starts read it again per start: cached here for those, unless the caller has
+        # cached it already (then a second copy costs a full pass and memory for nothing)
+        explicit = self.isDefined(self.initialCentres) and bool(self.getOrDefault(self.initialCentres))
+        rereads = not explicit and self.getInitMode() != "k-means||"
+        own_cache = rereads and not (dataset.storageLevel.useMemory or dataset.storageLevel.useDisk)
+        if own_cache:
+            data = data.persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            n, std = _profile(data, numeric, categorical)
+            n, std, vocab = _profile(data, numeric, categorical)
             if n < k:
                 raise ValueError(f"KPrototypes: {n} rows cannot make {k} clusters")
             gamma = self.getOrDefault(self.gamma) if self.isDefined(self.gamma) else None
             if gamma is None:
                 gamma = mixed_gamma(std)
-            seed = self.getOrDefault(self.seed)
-            centres, modes = self._initial(data, numeric, categorical, k, float(gamma), seed)
-            vocab = [sorted(f) for f in category_frequencies(data, categorical)] if categorical else []
-            return self._iterate(data, numeric, categorical, centres, modes, float(gamma), n, vocab)
+            blocks = ColumnBlocks(data, numeric, categorical, vocab)
+            try:
+                return self._best_of_starts(data, blocks, k, float(gamma), n)
+            finally:
+                blocks.unpersist()
         finally:
-            data.unpersist()
+            if own_cache:
+                data.unpersist()
+
+    def _best_of_starts(
+        self, data: DataFrame, blocks: ColumnBlocks, k: int, gamma: float, n: int
+    ) -> KPrototypesModel:
+        """``nInit`` starts (seeds seed, seed + 1, ...; one with ``initialCentres``); the
+        model of lowest training cost is kept, as kmodes' n_init does."""
+        explicit = self.isDefined(self.initialCentres) and bool(self.getOrDefault(self.initialCentres))
+        starts = 1 if explicit else self.getOrDefault(self.nInit)
+        seed = self.getOrDefault(self.seed)
+        best: KPrototypesModel | None = None
+        for start in range(starts):
+            centres, modes = self._initial(data, blocks, k, gamma, seed + start)
+            model = self._iterate(blocks, centres, modes, gamma, n)
+            if starts > 1:
+                log.info(
+                    "KPrototypes start %d/%d: cost %.8g after %d iterations",
+                    start + 1,
+                    starts,
+                    model.summary.trainingCost,
+                    model.summary.iterations,
+                )
+            if best is None or model.summary.trainingCost < best.summary.trainingCost:
+                best = model
+        assert best is not None
+        return best
 
     def _initial(
-        self, data: DataFrame, numeric: list[str], categorical: list[str], k: int, gamma: float, seed: int
+        self, data: DataFrame, blocks: ColumnBlocks, k: int, gamma: float, seed: int
     ) -> tuple[np.ndarray, np.ndarray]:
+        numeric, categorical = blocks.numeric, blocks.categorical
         if self.isDefined(self.initialCentres) and self.getOrDefault(self.initialCentres):
             given = self.getOrDefault(self.initialCentres)
             if len(given) != k or any(len(c) != len(numeric) + len(categorical) for c in given):
@@ -309,9 +361,7 @@ class KPrototypes(Estimator["KPrototypesModel"], _KPrototypesParams, ModelDataPe
         mode = self.getInitMode()
         log.info("KPrototypes: %s initialisation of %d prototypes", mode, k)
         if mode == "k-means||":
-            return init_kmeans_parallel(
-                data, numeric, categorical, k, gamma, seed, self.getOrDefault(self.initSteps)
-            )
+            return init_kmeans_parallel(blocks, k, gamma, seed, self.getOrDefault(self.initSteps))
         if mode == "random":
             return _rows_as_prototypes(data.orderBy(F.rand(seed)).limit(k).collect(), numeric, categorical)
         if not categorical:
@@ -321,15 +371,7 @@ class KPrototypes(Estimator["KPrototypesModel"], _KPrototypesParams, ModelDataPe
         return init_huang(data, numeric, categorical, k, seed)
 
     def _iterate(
-        self,
-        data: DataFrame,
-        numeric: list[str],
-        categorical: list[str],
-        centres: np.ndarray,
-        modes: np.ndarray,
-        gamma: float,
-        n: int,
-        vocab: list[list[str]],
+        self, blocks: ColumnBlocks, centres: np.ndarray, modes: np.ndarray, gamma: float, n: int
     ) -> KPrototypesModel:
         max_iter, tol = self.getOrDefault(self.maxIter), self.getOrDefault(self.tol)
         history: list[float] = []
@@ -337,12 +379,14 @@ class KPrototypes(Estimator["KPrototypesModel"], _KPrototypesParams, ModelDataPe
         converged = False
         iteration = 0
         for iteration in range(1, max_iter + 1):
-            stats = cluster_statistics(data, numeric, categorical, centres, modes, gamma, vocab)
+            stats = blocks.statistics(centres, modes, gamma)
             history.append(stats.cost)
-            sizes = stats.sizes
-            new_centres, new_modes = stats.updated(centres, modes)
-            shift = float(np.sqrt(((new_centres - centres) ** 2).sum(axis=1)).max()) if numeric else 0.0
-            modes_changed = bool((new_modes != modes).any()) if categorical else False
+            sizes = stats.sizes.tolist()
+            new_centres, new_modes = _updated(blocks, stats, centres, modes)
+            shift = (
+                float(np.sqrt(((new_centres - centres) ** 2).sum(axis=1)).max()) if blocks.numeric else 0.0
+            )
+            modes_changed = bool((new_modes != modes).any()) if blocks.categorical else False
             log.info(
                 "KPrototypes iteration %d: cost %.6g, largest centre shift %.3g, modes changed %s, sizes %s",
                 iteration,
@@ -375,96 +419,52 @@ class KPrototypes(Estimator["KPrototypesModel"], _KPrototypesParams, ModelDataPe
         return model
 
 
-def _profile(data: DataFrame, numeric: list[str], categorical: list[str]) -> tuple[int, list[float]]:
-    """Row count and population standard deviation per numeric column; nulls refused."""
+def _updated(
+    blocks: ColumnBlocks, stats: PassStatistics, centres: np.ndarray, modes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Means and modes of the non-empty clusters; an empty cluster keeps its prototype."""
+    new_centres, new_modes = centres.copy(), modes.copy()
+    fresh_modes = blocks.modes_from(stats.tallies)
+    for j, size in enumerate(stats.sizes):
+        if size == 0:
+            log.warning("KPrototypes: cluster %d is empty; its prototype is kept", j)
+            continue
+        new_centres[j] = stats.sums[j] / size
+        new_modes[j] = fresh_modes[j]
+    return new_centres, new_modes
+
+
+def _profile(
+    data: DataFrame, numeric: list[str], categorical: list[str]
+) -> tuple[int, list[float], list[list[str]]]:
+    """Row count, population standard deviation per numeric column and the sorted
+    vocabulary of every categorical column, in one job; nulls refused."""
     row = data.agg(
         F.count(F.lit(1)).alias("n"),
         *[F.stddev_pop(c).alias(f"std_{i}") for i, c in enumerate(numeric)],
         *[F.count_if(F.col(c).isNull()).alias(f"null_{i}") for i, c in enumerate((*numeric, *categorical))],
+        *[
+            F.slice(F.array_sort(F.collect_set(c)), 1, MAX_CATEGORY_VALUES + 1).alias(f"vocab_{i}")
+            for i, c in enumerate(categorical)
+        ],
     ).first()
     assert row is not None
     nulls = {c: row[f"null_{i}"] for i, c in enumerate((*numeric, *categorical)) if row[f"null_{i}"]}
     if nulls:
         raise ValueError(f"KPrototypes: null values in input columns {nulls}; fill or drop them first")
-    return int(row["n"]), [float(row[f"std_{i}"] or 0.0) for i in range(len(numeric))]
+    vocab = [list(row[f"vocab_{i}"]) for i in range(len(categorical))]
+    wide = [c for c, words in zip(categorical, vocab, strict=True) if len(words) > MAX_CATEGORY_VALUES]
+    if wide:
+        raise ValueError(_too_many_values(wide))
+    std = [float(row[f"std_{i}"] or 0.0) for i in range(len(numeric))]
+    return int(row["n"]), std, vocab
 
 
-@dataclass
-class ClusterStatistics:
-    """k-sized result of one pass: sizes, numeric sums, modes and the cost."""
-
-    cost: float
-    sizes: list[int]
-    sums: dict[int, list[float]]
-    cluster_modes: dict[int, list[str]]
-
-    def updated(self, centres: np.ndarray, modes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Means and modes of the non-empty clusters; an empty cluster keeps its prototype."""
-        new_centres, new_modes = centres.copy(), modes.copy()
-        for j, size in enumerate(self.sizes):
-            if size == 0:
-                log.warning("KPrototypes: cluster %d is empty; its prototype is kept", j)
-                continue
-            new_centres[j] = np.asarray(self.sums[j]) / size
-            new_modes[j] = self.cluster_modes[j]
-        return new_centres, new_modes
-
-
-def cluster_statistics(
-    data: DataFrame,
-    numeric: list[str],
-    categorical: list[str],
-    centres: np.ndarray,
-    modes: np.ndarray,
-    gamma: float,
-    vocab: Sequence[Sequence[str]] | None = None,
-) -> ClusterStatistics:
-    """Assign every row to its nearest prototype; aggregate per cluster (one job).
-
-    With the categorical vocabularies given (sorted; at most ``MAX_COUNTED_VALUES`` values
-    in all), the modes come from one conditional count per value, a plain hash aggregate
-    that stays in generated code; otherwise from ``mode(col, deterministic=True)``, whose
-    object aggregate takes the whole aggregation out of generated code. Both break ties
-    to the smallest value, as kmodes does.
-    """
-    distances = dissimilarity_sql(numeric, categorical, centres.tolist(), modes.tolist(), gamma)
-    counted = vocab is not None and sum(len(v) for v in vocab) <= MAX_COUNTED_VALUES
-    if counted:
-        assert vocab is not None
-        mode_aggs = [
-            F.expr(f"count_if({_name(c)} = {_string(v)})").alias(f"c{a}_{i}")
-            for a, c in enumerate(categorical)
-            for i, v in enumerate(vocab[a])
-        ]
-    else:
-        mode_aggs = [F.mode(c, deterministic=True).alias(f"m{i}") for i, c in enumerate(categorical)]
-    rows = (
-        with_nearest(data.select(*numeric, *categorical), distances, "_j", "_d")
-        .groupBy("_j")
-        .agg(
-            F.count(F.lit(1)).alias("n"),
-            F.sum("_d").alias("cost"),
-            *[F.sum(c).alias(f"s{i}") for i, c in enumerate(numeric)],
-            *mode_aggs,
-        )
-        .collect()
+def _too_many_values(columns: Sequence[str]) -> str:
+    return (
+        f"KPrototypes: more than {MAX_CATEGORY_VALUES} distinct categorical values in {list(columns)}; "
+        "a column with that many values is an identifier, not a category"
     )
-    sizes = [0] * len(centres)
-    sums: dict[int, list[float]] = {}
-    cluster_modes: dict[int, list[str]] = {}
-    for r in rows:
-        j = r["_j"]
-        sizes[j] = int(r["n"])
-        sums[j] = [float(r[f"s{i}"]) for i in range(len(numeric))]
-        if counted:
-            assert vocab is not None
-            cluster_modes[j] = [
-                vocab[a][int(np.argmax([r[f"c{a}_{i}"] for i in range(len(vocab[a]))]))]
-                for a in range(len(categorical))
-            ]
-        else:
-            cluster_modes[j] = [r[f"m{i}"] for i in range(len(categorical))]
-    return ClusterStatistics(float(sum(r["cost"] for r in rows)), sizes, sums, cluster_modes)
 
 
 # --- initialisation ---------------------------------------------------------------------
@@ -491,10 +491,7 @@ def category_frequencies(data: DataFrame, categorical: list[str]) -> list[dict[s
         data.select(pairs.alias("p")).groupBy("p.a", "p.v").count().limit(MAX_CATEGORY_VALUES + 1).collect()
     )
     if len(rows) > MAX_CATEGORY_VALUES:
-        raise ValueError(
-            f"KPrototypes: more than {MAX_CATEGORY_VALUES} distinct categorical values in {categorical}; "
-            "a column with that many values is an identifier, not a category"
-        )
+        raise ValueError(_too_many_values(categorical))
     out: list[dict[str, int]] = [{} for _ in categorical]
     for r in rows:
         out[r["a"]][r["v"]] = int(r["count"])
@@ -573,45 +570,48 @@ def init_huang(
 
 
 def init_kmeans_parallel(
-    data: DataFrame, numeric: list[str], categorical: list[str], k: int, gamma: float, seed: int, steps: int
+    blocks: ColumnBlocks, k: int, gamma: float, seed: int, steps: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """k-means|| (Bahmani et al. 2012) with the mixed dissimilarity, as MLlib's KMeans does it.
 
-    A seeded first row, then ``steps`` rounds each sampling about 2k rows with probability
-    proportional to their dissimilarity to the candidates so far (one pass each), then one
-    pass counting the rows nearest each candidate; the weighted candidates (a few dozen)
-    are reduced to k prototypes on the driver by weighted k-means++ and Lloyd iterations.
+    A seeded random first row, then ``steps`` rounds: one pass for the cost of the
+    candidates so far, one drawing about 2k rows with probability proportional to their
+    dissimilarity to the nearest candidate; then one pass counting the rows nearest each
+    candidate. The weighted candidates (a few dozen) are reduced to k prototypes on the
+    driver by weighted k-means++ and Lloyd iterations. Every pass runs over the cached
+    blocks; only the drawn rows reach the driver.
     """
     oversampling = 2 * k
-    candidates = list(data.orderBy(F.rand(seed)).limit(1).collect())
+    cent, mode = blocks.draw(seed)
     for step in range(steps):
-        cent, mode = _rows_as_prototypes(candidates, numeric, categorical)
-        scored = with_nearest(
-            data, dissimilarity_sql(numeric, categorical, cent.tolist(), mode.tolist(), gamma), "_j", "_d"
-        ).drop("_j")
-        phi_row = scored.agg(F.sum("_d")).first()
-        phi = float(phi_row[0] or 0.0) if phi_row else 0.0
+        phi = blocks.statistics(cent, mode, gamma).cost
         if phi <= 0:
             break
-        picked = (
-            scored.where(F.rand(seed + 1 + step) < F.lit(oversampling / phi) * F.col("_d"))
-            .drop("_d")
-            .limit(50 * oversampling)
-            .collect()
+        x, words = blocks.draw(
+            seed + 1 + step, cent, mode, gamma, rate=oversampling / phi, limit=50 * oversampling
         )
-        candidates.extend(r for r in picked if r not in candidates)
-        log.info("KPrototypes k-means|| round %d: %d candidates", step + 1, len(candidates))
-    cent, mode = _rows_as_prototypes(candidates, numeric, categorical)
-    if len(candidates) <= k:
-        extra = [r for r in data.orderBy(F.rand(seed + 99)).limit(2 * k).collect() if r not in candidates]
-        cent, mode = _rows_as_prototypes((candidates + extra)[:k], numeric, categorical)
-        return cent, mode
-    near = with_nearest(
-        data, dissimilarity_sql(numeric, categorical, cent.tolist(), mode.tolist(), gamma), "j"
-    )
-    counts = {r["j"]: r["count"] for r in near.groupBy("j").count().collect()}
-    weights = np.array([counts.get(j, 0) for j in range(len(candidates))], dtype=float)
+        known = _prototype_keys(cent, mode)
+        fresh = [i for i in range(len(x)) if _prototype_key(x[i], words[i]) not in known]
+        cent, mode = np.vstack([cent, x[fresh]]), np.vstack([mode, words[fresh]])
+        log.info("KPrototypes k-means|| round %d: %d candidates", step + 1, len(cent))
+    if len(cent) <= k:
+        for extra in range(2 * k):
+            if len(cent) >= k:
+                break
+            x, words = blocks.draw(seed + 99 + extra)
+            if _prototype_key(x[0], words[0]) not in _prototype_keys(cent, mode):
+                cent, mode = np.vstack([cent, x]), np.vstack([mode, words])
+        return cent[:k], mode[:k]
+    weights = blocks.statistics(cent, mode, gamma).sizes.astype(float)
     return local_kprototypes(cent, mode, weights, k, gamma, np.random.RandomState(seed % 2**32))
+
+
+def _prototype_key(centre: np.ndarray, mode: np.ndarray) -> tuple[Any, ...]:
+    return (*map(float, centre), *map(str, mode))
+
+
+def _prototype_keys(centres: np.ndarray, modes: np.ndarray) -> set[tuple[Any, ...]]:
+    return {_prototype_key(c, m) for c, m in zip(centres, modes, strict=True)}
 
 
 def local_kprototypes(
