@@ -103,6 +103,9 @@ def test_kprototypes_best_cost_within_one_percent_of_kmodes(spark: SparkSession)
     assert min(costs.values()) <= 1.01 * ref.cost_, (costs, ref.cost_)
     again = KPrototypes(k=4, numericCols=NUM, categoricalCols=CAT, initMode="huang", seed=5).fit(df)
     assert again.summary.trainingCost == costs[("huang", 5)]  # seeded: reproducible
+    # nInit=2 from seed 1 runs the starts of seeds 1 and 2 and keeps the cheaper
+    best = KPrototypes(k=4, numericCols=NUM, categoricalCols=CAT, initMode="k-means||", seed=1, nInit=2)
+    assert best.fit(df).summary.trainingCost == min(costs[("k-means||", 1)], costs[("k-means||", 2)])
     with pytest.raises(ValueError, match=r"no column\(s\) \['w'\]"):
         KPrototypes(k=2, numericCols=["w"], categoricalCols=CAT).fit(df)
     with pytest.raises(ValueError, match="null values in input columns"):

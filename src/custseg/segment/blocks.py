@@ -27,7 +27,7 @@ from pyspark.storagelevel import StorageLevel
 BLOCK_ROWS = 1 << 18
 _BLOCK_SCHEMA = "rows long, x binary, c binary"
 _STATS_SCHEMA = "s array<double>"
-_ROWS_SCHEMA = "key double, x array<double>, c array<int>"
+_ROWS_SCHEMA = "g int, key double, x array<double>, c array<int>"
 
 
 @dataclass
@@ -108,75 +108,99 @@ def block_dissimilarity(
     return d
 
 
-def _pass_partition(centres: np.ndarray, codes: np.ndarray, gamma: float, vocab_sizes: Sequence[int]) -> Any:
-    k, p = centres.shape
-    a = codes.shape[1]
+Prototypes = tuple[np.ndarray, np.ndarray]  # (k x p centres, k x a codes or words)
+
+
+def _pass_partition(groups: Sequence[Prototypes], gamma: float, vocab_sizes: Sequence[int]) -> Any:
+    """Partial statistics of a partition against each group of prototypes (the starts of
+    a multi-start fit share the pass), flattened group after group."""
+    p, a = groups[0][0].shape[1], groups[0][1].shape[1]
     offsets = np.concatenate([[0], np.cumsum(vocab_sizes)]).astype(int)
 
     def step(batches: Iterator[Any]) -> Iterator[Any]:
         import pyarrow as pa
 
-        cost = 0.0
-        sizes = np.zeros(k)
-        sums = np.zeros((k, p))
-        tallies = np.zeros((k, int(offsets[-1])))
+        costs = np.zeros(len(groups))
+        sizes = [np.zeros(len(centres)) for centres, _ in groups]
+        sums = [np.zeros((len(centres), p)) for centres, _ in groups]
+        tallies = [np.zeros((len(centres), int(offsets[-1]))) for centres, _ in groups]
         for x, c in _blocks(batches, p, a):
-            d = block_dissimilarity(x, c, centres, codes, gamma)
-            nearest = d.argmin(axis=1)
-            cost += float(d[np.arange(len(nearest)), nearest].sum())
-            sizes += np.bincount(nearest, minlength=k)
-            for i in range(p):
-                sums[:, i] += np.bincount(nearest, weights=x[i], minlength=k)
-            for t in range(a):
-                v = int(vocab_sizes[t])
-                tallies[:, offsets[t] : offsets[t + 1]] += np.bincount(
-                    nearest * v + c[t], minlength=k * v
-                ).reshape(k, v)
-        flat = np.concatenate([[cost], sizes, sums.ravel(), tallies.ravel()])
+            for g, (centres, codes) in enumerate(groups):
+                k = len(centres)
+                d = block_dissimilarity(x, c, centres, codes, gamma)
+                nearest = d.argmin(axis=1)
+                costs[g] += float(d[np.arange(len(nearest)), nearest].sum())
+                sizes[g] += np.bincount(nearest, minlength=k)
+                for i in range(p):
+                    sums[g][:, i] += np.bincount(nearest, weights=x[i], minlength=k)
+                for t in range(a):
+                    v = int(vocab_sizes[t])
+                    tallies[g][:, offsets[t] : offsets[t + 1]] += np.bincount(
+                        nearest * v + c[t], minlength=k * v
+                    ).reshape(k, v)
+        flat = np.concatenate(
+            [
+                np.concatenate([[costs[g]], sizes[g], sums[g].ravel(), tallies[g].ravel()])
+                for g in range(len(groups))
+            ]
+        )
         yield pa.RecordBatch.from_arrays([pa.array([flat], pa.list_(pa.float64()))], names=["s"])
 
     return step
 
 
 def _sample_partition(
-    p: int, a: int, seed: int, centres: np.ndarray | None, codes: np.ndarray | None, gamma: float, rate: float
+    p: int,
+    a: int,
+    seeds: Sequence[int],
+    groups: Sequence[Prototypes] | None,
+    gamma: float,
+    rates: Sequence[float],
 ) -> Any:
-    """Rows drawn with probability min(1, rate x dissimilarity to the nearest prototype);
-    without prototypes, the row with the smallest seeded random key (one per partition,
-    with its key). Each partition draws from its own seeded generator."""
+    """Per group g (seeded by ``seeds[g]`` and the partition): rows drawn with probability
+    min(1, rates[g] x dissimilarity to the nearest of the group's prototypes); without
+    groups, the row with the smallest seeded random key (one per seed and partition, with
+    its key). A group draws the same rows whether alone or beside others."""
 
     def step(batches: Iterator[Any]) -> Iterator[Any]:
         import pyarrow as pa
         from pyspark import TaskContext
 
         context = TaskContext.get()
-        rng = np.random.default_rng([seed, context.partitionId() if context else 0])
-        best: tuple[float, np.ndarray, np.ndarray] | None = None
+        partition = context.partitionId() if context else 0
+        rngs = [np.random.default_rng([seed, partition]) for seed in seeds]
+        best: list[tuple[float, np.ndarray, np.ndarray] | None] = [None] * len(seeds)
         for x, c in _blocks(batches, p, a):
-            draw = rng.random(size=(x.shape[1] if p else c.shape[1],))
-            if centres is None or codes is None:
-                i = int(draw.argmin())
-                if best is None or draw[i] < best[0]:
-                    best = (float(draw[i]), x[:, i].copy(), c[:, i].copy())
-                continue
-            near = block_dissimilarity(x, c, centres, codes, gamma).min(axis=1)
-            keep = draw < rate * near
-            if keep.any():
-                yield _rows_batch(pa, x[:, keep], c[:, keep], draw[keep])
-        if best is not None:
-            yield _rows_batch(pa, best[1][:, None], best[2][:, None], np.array([best[0]]))
+            m = x.shape[1] if p else c.shape[1]
+            for g, rng in enumerate(rngs):
+                draw = rng.random(size=(m,))
+                if groups is None:
+                    i = int(draw.argmin())
+                    held = best[g]
+                    if held is None or draw[i] < held[0]:
+                        best[g] = (float(draw[i]), x[:, i].copy(), c[:, i].copy())
+                    continue
+                centres, codes = groups[g]
+                near = block_dissimilarity(x, c, centres, codes, gamma).min(axis=1)
+                keep = draw < rates[g] * near
+                if keep.any():
+                    yield _rows_batch(pa, g, x[:, keep], c[:, keep], draw[keep])
+        for g, held in enumerate(best):
+            if held is not None:
+                yield _rows_batch(pa, g, held[1][:, None], held[2][:, None], np.array([held[0]]))
 
     return step
 
 
-def _rows_batch(pa: Any, x: np.ndarray, c: np.ndarray, key: np.ndarray) -> Any:
+def _rows_batch(pa: Any, group: int, x: np.ndarray, c: np.ndarray, key: np.ndarray) -> Any:
     return pa.RecordBatch.from_arrays(
         [
+            pa.array(np.full(len(key), group, dtype=np.int32), pa.int32()),
             pa.array(key, pa.float64()),
             pa.array(list(x.T), pa.list_(pa.float64())),
             pa.array(list(c.T.astype(np.int32)), pa.list_(pa.int32())),
         ],
-        names=["key", "x", "c"],
+        names=["g", "key", "x", "c"],
     )
 
 
@@ -226,41 +250,66 @@ class ColumnBlocks:
     def statistics(self, centres: np.ndarray, modes: np.ndarray, gamma: float) -> PassStatistics:
         """One pass: every row to its nearest prototype (ties to the lowest index, as
         ``np.argmin`` and the SQL assignment), summed per cluster (one job)."""
-        k = len(centres)
+        return self.statistics_of_groups([(centres, modes)], gamma)[0]
+
+    def statistics_of_groups(self, groups: Sequence[Prototypes], gamma: float) -> list[PassStatistics]:
+        """``statistics`` for several groups of (centres, modes) in the same single pass."""
         p, sizes_v = len(self.numeric), [len(v) for v in self.vocab]
-        step = _pass_partition(
-            np.asarray(centres, dtype=np.float64).reshape(k, p), self.codes_of(modes), float(gamma), sizes_v
-        )
-        total = np.zeros(1 + k + k * p + k * sum(sizes_v))
-        for row in self.frame.mapInArrow(step, _STATS_SCHEMA).collect():
+        coded = [
+            (np.asarray(centres, dtype=np.float64).reshape(len(centres), p), self.codes_of(modes))
+            for centres, modes in groups
+        ]
+        widths = [1 + len(c) * (1 + p + sum(sizes_v)) for c, _ in coded]
+        total = np.zeros(sum(widths))
+        for row in self.frame.mapInArrow(
+            _pass_partition(coded, float(gamma), sizes_v), _STATS_SCHEMA
+        ).collect():
             total += np.asarray(row["s"], dtype=np.float64)
-        return PassStatistics(
-            cost=float(total[0]),
-            sizes=total[1 : 1 + k].round().astype(np.int64),
-            sums=total[1 + k : 1 + k + k * p].reshape(k, p),
-            tallies=total[1 + k + k * p :].reshape(k, sum(sizes_v)),
-        )
+        out = []
+        start = 0
+        for (centres, _), width in zip(coded, widths, strict=True):
+            k, part = len(centres), total[start : start + width]
+            out.append(
+                PassStatistics(
+                    cost=float(part[0]),
+                    sizes=part[1 : 1 + k].round().astype(np.int64),
+                    sums=part[1 + k : 1 + k + k * p].reshape(k, p),
+                    tallies=part[1 + k + k * p :].reshape(k, sum(sizes_v)),
+                )
+            )
+            start += width
+        return out
 
     def draw(
         self,
-        seed: int,
-        centres: np.ndarray | None = None,
-        modes: np.ndarray | None = None,
+        seeds: Sequence[int],
+        groups: Sequence[Prototypes] | None = None,
         gamma: float = 1.0,
-        rate: float = 0.0,
+        rates: Sequence[float] = (),
         limit: int = 1,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Rows as (numeric, categorical words) prototypes: without ``centres``, one seeded
-        random row; with them, rows drawn with probability min(1, rate x dissimilarity to
-        the nearest), at most ``limit`` (k-means|| sampling). One job."""
+    ) -> list[Prototypes]:
+        """Rows as (numeric, categorical words) prototypes, one list per seed: without
+        ``groups``, one seeded random row per seed; with them (one per seed), rows drawn
+        with probability min(1, rates[g] x dissimilarity to the nearest of group g), at
+        most ``limit`` per group (k-means|| sampling). One job for all seeds."""
         p, a = len(self.numeric), len(self.categorical)
-        codes = None if centres is None or modes is None else self.codes_of(modes)
-        step = _sample_partition(p, a, seed, centres, codes, float(gamma), float(rate))
+        coded = (
+            None
+            if groups is None
+            else [(np.asarray(c, dtype=np.float64), self.codes_of(m)) for c, m in groups]
+        )
+        step = _sample_partition(p, a, list(seeds), coded, float(gamma), list(rates))
         drawn = self.frame.mapInArrow(step, _ROWS_SCHEMA)
-        rows = (drawn.orderBy("key").limit(1) if centres is None else drawn.limit(limit)).collect()
-        x = np.array([r["x"] for r in rows], dtype=np.float64).reshape(len(rows), p)
-        c = np.array([r["c"] for r in rows], dtype=np.int32).reshape(len(rows), a)
-        return x, self.words_of(c)
+        # first rows: one per seed and partition; drawn rows: about 2k per group expected
+        rows = (drawn if groups is None else drawn.limit(len(seeds) * limit)).collect()
+        out = []
+        for g in range(len(seeds)):
+            mine = [r for r in rows if r["g"] == g]
+            mine = [min(mine, key=lambda r: r["key"])] if groups is None and mine else mine[:limit]
+            x = np.array([r["x"] for r in mine], dtype=np.float64).reshape(len(mine), p)
+            c = np.array([r["c"] for r in mine], dtype=np.int32).reshape(len(mine), a)
+            out.append((x, self.words_of(c)))
+        return out
 
     def modes_from(self, tallies: np.ndarray) -> np.ndarray:
         """Most frequent value per cluster and column; ties to the smallest value (kmodes'

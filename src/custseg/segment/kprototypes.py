@@ -323,26 +323,26 @@ class KPrototypes(Estimator["KPrototypesModel"], _KPrototypesParams, ModelDataPe
         self, data: DataFrame, blocks: ColumnBlocks, k: int, gamma: float, n: int
     ) -> KPrototypesModel:
         """``nInit`` starts (seeds seed, seed + 1, ...; one with ``initialCentres``); the
-        model of lowest training cost is kept, as kmodes' n_init does."""
+        model of lowest training cost is kept, as kmodes' n_init does. The starts iterate
+        side by side: each pass over the data serves every start not yet converged (a pass
+        costs about the same for one start or a few), and k-means|| draws all starts in
+        the same passes."""
         explicit = self.isDefined(self.initialCentres) and bool(self.getOrDefault(self.initialCentres))
-        starts = 1 if explicit else self.getOrDefault(self.nInit)
         seed = self.getOrDefault(self.seed)
-        best: KPrototypesModel | None = None
-        for start in range(starts):
-            centres, modes = self._initial(data, blocks, k, gamma, seed + start)
-            model = self._iterate(blocks, centres, modes, gamma, n)
-            if starts > 1:
-                log.info(
-                    "KPrototypes start %d/%d: cost %.8g after %d iterations",
-                    start + 1,
-                    starts,
-                    model.summary.trainingCost,
-                    model.summary.iterations,
-                )
-            if best is None or model.summary.trainingCost < best.summary.trainingCost:
-                best = model
-        assert best is not None
-        return best
+        seeds = [seed] if explicit else [seed + s for s in range(self.getOrDefault(self.nInit))]
+        if not explicit and self.getInitMode() == "k-means||":
+            log.info("KPrototypes: k-means|| initialisation of %d prototypes, %d start(s)", k, len(seeds))
+            starts = init_kmeans_parallel_starts(blocks, k, gamma, seeds, self.getOrDefault(self.initSteps))
+        else:
+            starts = [self._initial(data, blocks, k, gamma, s) for s in seeds]
+        models = self._iterate(blocks, starts, gamma, n)
+        if len(models) > 1:
+            log.info(
+                "KPrototypes: %d starts, costs %s; the lowest is kept",
+                len(models),
+                [f"{m.summary.trainingCost:.8g}" for m in models],
+            )
+        return min(models, key=lambda m: m.summary.trainingCost)
 
     def _initial(
         self, data: DataFrame, blocks: ColumnBlocks, k: int, gamma: float, seed: int
@@ -371,52 +371,73 @@ class KPrototypes(Estimator["KPrototypesModel"], _KPrototypesParams, ModelDataPe
         return init_huang(data, numeric, categorical, k, seed)
 
     def _iterate(
-        self, blocks: ColumnBlocks, centres: np.ndarray, modes: np.ndarray, gamma: float, n: int
-    ) -> KPrototypesModel:
+        self, blocks: ColumnBlocks, starts: list[tuple[np.ndarray, np.ndarray]], gamma: float, n: int
+    ) -> list[KPrototypesModel]:
+        """Lloyd iterations of every start, one pass each round for the starts still moving."""
         max_iter, tol = self.getOrDefault(self.maxIter), self.getOrDefault(self.tol)
-        history: list[float] = []
-        sizes: list[int] = []
-        converged = False
-        iteration = 0
+        runs = [_StartRun(centres, modes) for centres, modes in starts]
         for iteration in range(1, max_iter + 1):
-            stats = blocks.statistics(centres, modes, gamma)
-            history.append(stats.cost)
-            sizes = stats.sizes.tolist()
-            new_centres, new_modes = _updated(blocks, stats, centres, modes)
-            shift = (
-                float(np.sqrt(((new_centres - centres) ** 2).sum(axis=1)).max()) if blocks.numeric else 0.0
-            )
-            modes_changed = bool((new_modes != modes).any()) if blocks.categorical else False
-            log.info(
-                "KPrototypes iteration %d: cost %.6g, largest centre shift %.3g, modes changed %s, sizes %s",
-                iteration,
-                stats.cost,
-                shift,
-                modes_changed,
-                sizes,
-            )
-            if shift <= tol and not modes_changed:
-                converged = True
+            active = [(i, r) for i, r in enumerate(runs) if not r.converged]
+            if not active:
                 break
-            centres, modes = new_centres, new_modes
-        if not converged:
-            log.warning("KPrototypes: not converged after maxIter=%d iterations", max_iter)
-        model = KPrototypesModel(
-            centres=centres.tolist(),
-            modes=modes.tolist(),
-            gamma=gamma,
-            summary=KPrototypesSummary(
-                k=len(centres),
-                trainingCost=history[-1],
-                iterations=iteration,
-                converged=converged,
-                costHistory=history,
-                clusterSizes=sizes,
-                n=n,
-            ),
+            stats = blocks.statistics_of_groups([(r.centres, r.modes) for _, r in active], gamma)
+            for (i, run), stat in zip(active, stats, strict=True):
+                label = f" (start {i + 1})" if len(runs) > 1 else ""
+                run.step(blocks, stat, tol, f"{iteration}{label}")
+        models = []
+        for run in runs:
+            if not run.converged:
+                log.warning("KPrototypes: not converged after maxIter=%d iterations", max_iter)
+            model = KPrototypesModel(
+                centres=run.centres.tolist(),
+                modes=run.modes.tolist(),
+                gamma=gamma,
+                summary=KPrototypesSummary(
+                    k=len(run.centres),
+                    trainingCost=run.history[-1],
+                    iterations=len(run.history),
+                    converged=run.converged,
+                    costHistory=run.history,
+                    clusterSizes=run.sizes,
+                    n=n,
+                ),
+            )
+            self._copyValues(model)
+            models.append(model)
+        return models
+
+
+@dataclass(eq=False)
+class _StartRun:
+    """One start's prototypes and progress through the Lloyd iterations."""
+
+    centres: np.ndarray
+    modes: np.ndarray
+    history: list[float] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+    converged: bool = False
+
+    def step(self, blocks: ColumnBlocks, stats: PassStatistics, tol: float, iteration: str) -> None:
+        """Take one pass's statistics: record the cost, move to the means and modes, and
+        stop when no prototype moved more than ``tol`` and no mode changed."""
+        self.history.append(stats.cost)
+        self.sizes = stats.sizes.tolist()
+        new_centres, new_modes = _updated(blocks, stats, self.centres, self.modes)
+        moved = np.sqrt(((new_centres - self.centres) ** 2).sum(axis=1))
+        shift = float(moved.max()) if blocks.numeric else 0.0
+        modes_changed = bool((new_modes != self.modes).any()) if blocks.categorical else False
+        log.info(
+            "KPrototypes iteration %s: cost %.6g, largest centre shift %.3g, modes changed %s, sizes %s",
+            iteration,
+            stats.cost,
+            shift,
+            modes_changed,
+            self.sizes,
         )
-        self._copyValues(model)
-        return model
+        if shift <= tol and not modes_changed:
+            self.converged = True
+        else:
+            self.centres, self.modes = new_centres, new_modes
 
 
 def _updated(
@@ -581,29 +602,52 @@ def init_kmeans_parallel(
     driver by weighted k-means++ and Lloyd iterations. Every pass runs over the cached
     blocks; only the drawn rows reach the driver.
     """
+    return init_kmeans_parallel_starts(blocks, k, gamma, [seed], steps)[0]
+
+
+def init_kmeans_parallel_starts(
+    blocks: ColumnBlocks, k: int, gamma: float, seeds: Sequence[int], steps: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``init_kmeans_parallel`` for several seeds in the same passes (one start each; a
+    seed gives the same start alone or beside others)."""
     oversampling = 2 * k
-    cent, mode = blocks.draw(seed)
+    candidates = blocks.draw(seeds)
     for step in range(steps):
-        phi = blocks.statistics(cent, mode, gamma).cost
-        if phi <= 0:
+        phis = [st.cost for st in blocks.statistics_of_groups(candidates, gamma)]
+        live = [g for g, phi in enumerate(phis) if phi > 0]
+        if not live:
             break
-        x, words = blocks.draw(
-            seed + 1 + step, cent, mode, gamma, rate=oversampling / phi, limit=50 * oversampling
+        drawn = blocks.draw(
+            [seeds[g] + 1 + step for g in live],
+            [candidates[g] for g in live],
+            gamma,
+            rates=[oversampling / phis[g] for g in live],
+            limit=50 * oversampling,
         )
-        known = _prototype_keys(cent, mode)
-        fresh = [i for i in range(len(x)) if _prototype_key(x[i], words[i]) not in known]
-        cent, mode = np.vstack([cent, x[fresh]]), np.vstack([mode, words[fresh]])
-        log.info("KPrototypes k-means|| round %d: %d candidates", step + 1, len(cent))
-    if len(cent) <= k:
+        for g, (x, words) in zip(live, drawn, strict=True):
+            cent, mode = candidates[g]
+            known = _prototype_keys(cent, mode)
+            fresh = [i for i in range(len(x)) if _prototype_key(x[i], words[i]) not in known]
+            candidates[g] = (np.vstack([cent, x[fresh]]), np.vstack([mode, words[fresh]]))
+        log.info("KPrototypes k-means|| round %d: %s candidates", step + 1, [len(c[0]) for c in candidates])
+    out: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(seeds)
+    for g, (cent, mode) in enumerate(candidates):
         for extra in range(2 * k):
             if len(cent) >= k:
                 break
-            x, words = blocks.draw(seed + 99 + extra)
+            ((x, words),) = blocks.draw([seeds[g] + 99 + extra])
             if _prototype_key(x[0], words[0]) not in _prototype_keys(cent, mode):
                 cent, mode = np.vstack([cent, x]), np.vstack([mode, words])
-        return cent[:k], mode[:k]
-    weights = blocks.statistics(cent, mode, gamma).sizes.astype(float)
-    return local_kprototypes(cent, mode, weights, k, gamma, np.random.RandomState(seed % 2**32))
+        if len(cent) <= k:
+            out[g] = (cent[:k], mode[:k])
+    rest = [g for g in range(len(seeds)) if out[g] is None]
+    weights = blocks.statistics_of_groups([candidates[g] for g in rest], gamma) if rest else []
+    for g, stat in zip(rest, weights, strict=True):
+        cent, mode = candidates[g]
+        out[g] = local_kprototypes(
+            cent, mode, stat.sizes.astype(float), k, gamma, np.random.RandomState(seeds[g] % 2**32)
+        )
+    return [o for o in out if o is not None]
 
 
 def _prototype_key(centre: np.ndarray, mode: np.ndarray) -> tuple[Any, ...]:
