@@ -74,45 +74,19 @@ def kmodes_run(
     )
 
 
-def main() -> None:
-    parser = bench_parser(__doc__ or "", "draw folder (reused when it holds a draw)")
-    parser.add_argument("--kmodes-timeout", type=float, default=3600.0)
-    parser.add_argument("--skip-stage", action="store_true", help="only the fit beside kmodes")
-    args = parser.parse_args()
-    cfg, spark, out, jvm_pid = bench_session(args, "segment")
-    draw(spark, cfg, out)
-    if not (out / "customer_features" / "_SUCCESS").exists():
-        read = {n: spark.read.parquet(str(out / n)) for n in (*EVENTS, "customer_attributes", "identity_map")}
-        fc = cfg.features
-        build_customer_features(
-            read["transactions"],
-            read["identity_map"],
-            support=read["support_contacts"],
-            usage=read["product_usage"],
-            touches=read["marketing_touches"],
-            attributes=read["customer_attributes"],
-            as_of=cfg.generate.end_date + timedelta(days=1),
-            windows_days=fc.windows_days,
-            categorical_attributes=fc.categorical_attributes,
-            numeric_attributes=fc.numeric_attributes,
-        ).write.mode("overwrite").parquet(str(out / "customer_features"))
-    features = spark.read.parquet(str(out / "customer_features"))
+def compare_with_kmodes(
+    args: Any,
+    data: Any,
+    inputs: Any,
+    numeric: list[str],
+    categorical: list[str],
+    gamma: float,
+    cfg: Any,
+    n: int,
+    jvm_pid: int,
+) -> None:
+    """Our fit and kmodes' on the same rows from the same k-means|| start."""
     sc = cfg.segment
-    numeric, categorical = numeric_inputs(sc), categorical_inputs(sc)
-    inputs = out / "segment_inputs"
-    fit_prep(sc, features).transform(features).select("customer_id", *numeric, *categorical).write.mode(
-        "overwrite"
-    ).parquet(str(inputs))
-    data = spark.read.parquet(str(inputs)).cache()
-    n = data.count()
-    stds = [float(s) for s in data.agg(*[F.stddev_pop(c) for c in numeric]).first() or []]
-    gamma = mixed_gamma(stds)
-    say(
-        f"preset {args.preset}: {n:,} customers; {len(numeric)} numeric + {len(categorical)} "
-        "categorical inputs; "
-        f"k={K}; gamma {gamma:.4f}; local[*], 2 cores",
-    )
-
     started = time.perf_counter()
     blocks = ColumnBlocks(
         data, numeric, categorical, [sorted(f) for f in category_frequencies(data, categorical)]
@@ -167,6 +141,50 @@ def main() -> None:
             f"time ratio kmodes/custseg {ref['seconds'] / ours_seconds:.1f}x; "
             f"cost ratio custseg/kmodes {ours.trainingCost / ref['cost']:.5f}"
         )
+
+
+def main() -> None:
+    parser = bench_parser(__doc__ or "", "draw folder (reused when it holds a draw)")
+    parser.add_argument("--kmodes-timeout", type=float, default=3600.0)
+    parser.add_argument("--skip-stage", action="store_true", help="only the fit beside kmodes")
+    parser.add_argument("--skip-fit", action="store_true", help="only the whole stage (no kmodes run)")
+    args = parser.parse_args()
+    cfg, spark, out, jvm_pid = bench_session(args, "segment")
+    draw(spark, cfg, out)
+    if not (out / "customer_features" / "_SUCCESS").exists():
+        read = {n: spark.read.parquet(str(out / n)) for n in (*EVENTS, "customer_attributes", "identity_map")}
+        fc = cfg.features
+        build_customer_features(
+            read["transactions"],
+            read["identity_map"],
+            support=read["support_contacts"],
+            usage=read["product_usage"],
+            touches=read["marketing_touches"],
+            attributes=read["customer_attributes"],
+            as_of=cfg.generate.end_date + timedelta(days=1),
+            windows_days=fc.windows_days,
+            categorical_attributes=fc.categorical_attributes,
+            numeric_attributes=fc.numeric_attributes,
+        ).write.mode("overwrite").parquet(str(out / "customer_features"))
+    features = spark.read.parquet(str(out / "customer_features"))
+    sc = cfg.segment
+    numeric, categorical = numeric_inputs(sc), categorical_inputs(sc)
+    inputs = out / "segment_inputs"
+    fit_prep(sc, features).transform(features).select("customer_id", *numeric, *categorical).write.mode(
+        "overwrite"
+    ).parquet(str(inputs))
+    data = spark.read.parquet(str(inputs)).cache()
+    n = data.count()
+    stds = [float(s) for s in data.agg(*[F.stddev_pop(c) for c in numeric]).first() or []]
+    gamma = mixed_gamma(stds)
+    say(
+        f"preset {args.preset}: {n:,} customers; {len(numeric)} numeric + {len(categorical)} "
+        "categorical inputs; "
+        f"k={K}; gamma {gamma:.4f}; local[*], 2 cores",
+    )
+
+    if not args.skip_fit:
+        compare_with_kmodes(args, data, inputs, numeric, categorical, gamma, cfg, n, jvm_pid)
     data.unpersist()
     if args.skip_stage:
         return

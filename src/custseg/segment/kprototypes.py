@@ -666,10 +666,35 @@ def local_kprototypes(
     gamma: float,
     rng: np.random.RandomState,
     max_iter: int = 30,
+    runs: int = 10,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted k-means++ then weighted k-prototypes on a few weighted points (driver)."""
+    """Weighted k-means++ then weighted k-prototypes on a few weighted points (driver),
+    ``runs`` times; the lowest weighted cost is kept. Cheap (a few dozen points), and a
+    small cluster whose candidates k-means++ may pass over in one run is found in
+    another."""
     vocab = [sorted(set(x_cat[:, j])) for j in range(x_cat.shape[1])]
     codes = encode_categories(x_cat, vocab)
+    best: tuple[float, np.ndarray, np.ndarray] | None = None
+    for _ in range(runs):
+        centres, modes = _local_run(x_num, codes, weights, k, gamma, rng, max_iter, vocab)
+        cost = float((local_dissimilarity(x_num, codes, centres, modes, gamma).min(axis=1) * weights).sum())
+        if best is None or cost < best[0]:
+            best = (cost, centres, modes)
+    assert best is not None
+    words = np.array([[vocab[a][c] for a, c in enumerate(row)] for row in best[2]], dtype=object)
+    return best[1], words.reshape(k, x_cat.shape[1])
+
+
+def _local_run(
+    x_num: np.ndarray,
+    codes: np.ndarray,
+    weights: np.ndarray,
+    k: int,
+    gamma: float,
+    rng: np.random.RandomState,
+    max_iter: int,
+    vocab: list[list[Any]],
+) -> tuple[np.ndarray, np.ndarray]:
     chosen = [int(rng.choice(len(weights), p=weights / weights.sum())) if weights.sum() > 0 else 0]
     while len(chosen) < k:
         d = local_dissimilarity(x_num, codes, x_num[chosen], codes[chosen], gamma).min(axis=1) * weights
@@ -694,8 +719,7 @@ def local_kprototypes(
         if np.allclose(new_centres, centres) and (new_modes == modes).all():
             break
         centres, modes = new_centres, new_modes
-    words = np.array([[vocab[a][c] for a, c in enumerate(row)] for row in modes], dtype=object)
-    return centres, words.reshape(k, x_cat.shape[1])
+    return centres, modes
 
 
 # --- model ------------------------------------------------------------------------------
