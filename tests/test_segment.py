@@ -319,12 +319,12 @@ def test_segment_stage_and_scoring_on_the_tiny_preset(spark: SparkSession, tmp_p
     assert set(selection["algorithm"]) == {"kprototypes", "kmeans"} and set(selection["k"]) == {3, 4}
     chosen = selection[selection["chosen"]]
     assert len(chosen) == 1 and chosen["algorithm"].iloc[0] == "kprototypes"
-    assert (
-        chosen["k"].iloc[0] == run.metrics["chosen_k"] and (selection["rule"] == "silhouette_if_stable").all()
-    )
+    assert chosen["k"].iloc[0] == run.metrics["chosen_k"] and (selection["rule"] == "largest_stable").all()
     kp = selection[selection["algorithm"] == "kprototypes"]
-    if kp["all_stable"].astype(bool).any():  # the rule: best silhouette among all-stable k
-        assert chosen["silhouette"].iloc[0] == kp.loc[kp["all_stable"].astype(bool), "silhouette"].max()
+    if kp["all_stable"].astype(bool).any():  # the rule: the largest k whose clusters are all stable
+        assert chosen["k"].iloc[0] == kp.loc[kp["all_stable"].astype(bool), "k"].max()
+    else:  # none stable: the best silhouette
+        assert chosen["silhouette"].iloc[0] == kp["silhouette"].max()
     stability = store.read("gold.segment_stability").toPandas()
     assert set(stability["k"]) == {3, 4} and stability["jaccard_mean"].between(0, 1).all()
     crosstab = store.read("gold.segment_persona_crosstab").toPandas()

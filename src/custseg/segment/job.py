@@ -310,8 +310,10 @@ def choose(cfg: SegmentConfig, candidates: list[Candidate]) -> Candidate:
     kp = [c for c in candidates if c.algorithm == "kprototypes"]
     if cfg.selection_rule == "stability" and all(c.stability is not None for c in kp):
         return max(kp, key=lambda c: (c.row(cfg)["jaccard_min_mean"] or 0.0, c.silhouette))
-    if cfg.selection_rule == "silhouette_if_stable":
+    if cfg.selection_rule in ("largest_stable", "silhouette_if_stable"):
         stable = [c for c in kp if c.all_stable(cfg)]
+        if stable and cfg.selection_rule == "largest_stable":
+            return max(stable, key=lambda c: c.k)
         if stable:
             return max(stable, key=lambda c: c.silhouette)
         log.warning("segment: no k has all business clusters stable; choosing by silhouette alone")
