@@ -298,8 +298,7 @@ class KPrototypes(Estimator["KPrototypesModel"], _KPrototypesParams, ModelDataPe
         # the profile and the blocks read the input once each, and Cao, Huang and random
         # starts read it again per start: cached here for those, unless the caller has
         # cached it already (then a second copy costs a full pass and memory for nothing)
-        explicit = self.isDefined(self.initialCentres) and bool(self.getOrDefault(self.initialCentres))
-        rereads = not explicit and self.getInitMode() != "k-means||"
+        rereads = not self._explicit_start() and self.getInitMode() != "k-means||"
         own_cache = rereads and not (dataset.storageLevel.useMemory or dataset.storageLevel.useDisk)
         if own_cache:
             data = data.persist(StorageLevel.MEMORY_AND_DISK)
@@ -319,6 +318,9 @@ class KPrototypes(Estimator["KPrototypesModel"], _KPrototypesParams, ModelDataPe
             if own_cache:
                 data.unpersist()
 
+    def _explicit_start(self) -> bool:
+        return self.isDefined(self.initialCentres) and bool(self.getOrDefault(self.initialCentres))
+
     def _best_of_starts(
         self, data: DataFrame, blocks: ColumnBlocks, k: int, gamma: float, n: int
     ) -> KPrototypesModel:
@@ -327,7 +329,7 @@ class KPrototypes(Estimator["KPrototypesModel"], _KPrototypesParams, ModelDataPe
         side by side: each pass over the data serves every start not yet converged (a pass
         costs about the same for one start or a few), and k-means|| draws all starts in
         the same passes."""
-        explicit = self.isDefined(self.initialCentres) and bool(self.getOrDefault(self.initialCentres))
+        explicit = self._explicit_start()
         seed = self.getOrDefault(self.seed)
         seeds = [seed] if explicit else [seed + s for s in range(self.getOrDefault(self.nInit))]
         if not explicit and self.getInitMode() == "k-means||":
@@ -347,8 +349,10 @@ class KPrototypes(Estimator["KPrototypesModel"], _KPrototypesParams, ModelDataPe
     def _initial(
         self, data: DataFrame, blocks: ColumnBlocks, k: int, gamma: float, seed: int
     ) -> tuple[np.ndarray, np.ndarray]:
+        """The explicit start, or one Cao, Huang or random start (k-means|| starts are drawn
+        together in ``_best_of_starts``)."""
         numeric, categorical = blocks.numeric, blocks.categorical
-        if self.isDefined(self.initialCentres) and self.getOrDefault(self.initialCentres):
+        if self._explicit_start():
             given = self.getOrDefault(self.initialCentres)
             if len(given) != k or any(len(c) != len(numeric) + len(categorical) for c in given):
                 raise ValueError(
@@ -360,8 +364,6 @@ class KPrototypes(Estimator["KPrototypesModel"], _KPrototypesParams, ModelDataPe
             return centres.reshape(k, len(numeric)), modes.reshape(k, len(categorical))
         mode = self.getInitMode()
         log.info("KPrototypes: %s initialisation of %d prototypes", mode, k)
-        if mode == "k-means||":
-            return init_kmeans_parallel(blocks, k, gamma, seed, self.getOrDefault(self.initSteps))
         if mode == "random":
             return _rows_as_prototypes(data.orderBy(F.rand(seed)).limit(k).collect(), numeric, categorical)
         if not categorical:
