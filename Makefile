@@ -40,7 +40,7 @@ typecheck: $(INSTALLED)
 	$(BIN)/mypy src
 
 pytest: $(JARS_READY)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=15
 
 test: lint typecheck pytest
 

@@ -39,7 +39,7 @@ from custseg.pipeline import run_stage
 from custseg.segment import KPrototypes
 from custseg.segment.blocks import ColumnBlocks
 from custseg.segment.job import categorical_inputs, fit_prep, numeric_inputs
-from custseg.segment.kprototypes import category_frequencies, init_kmeans_parallel, mixed_gamma
+from custseg.segment.kprototypes import init_kmeans_parallel, mixed_gamma
 from custseg.tables import TableStore
 
 log = logging.getLogger("bench.segment")
@@ -88,9 +88,7 @@ def compare_with_kmodes(
     """Our fit and kmodes' on the same rows from the same k-means|| start."""
     sc = cfg.segment
     started = time.perf_counter()
-    blocks = ColumnBlocks(
-        data, numeric, categorical, [sorted(f) for f in category_frequencies(data, categorical)]
-    )
+    blocks = ColumnBlocks(data, numeric, categorical)
     centres, modes = init_kmeans_parallel(blocks, K, gamma, cfg.run.seed, 2)
     blocks.unpersist()
     init_seconds = time.perf_counter() - started

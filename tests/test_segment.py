@@ -21,6 +21,7 @@ from custseg.features import build_feature_snapshots
 from custseg.generate import generate_world
 from custseg.pipeline import run_stage
 from custseg.segment import KPrototypes, KPrototypesModel, LogStandardScaler
+from custseg.segment.blocks import MAX_CATEGORY_VALUES, ColumnBlocks
 from custseg.segment.naming import OUTLIER, outlier_clusters, segment_names
 from custseg.segment.validate import (
     Stability,
@@ -112,6 +113,42 @@ def test_kprototypes_best_cost_within_one_percent_of_kmodes(spark: SparkSession)
         KPrototypes(k=2, numericCols=NUM, categoricalCols=CAT).fit(
             df.withColumn("u", F.lit(None).cast("double"))
         )
+
+
+def test_blocks_profile_and_pass_statistics_against_pandas(spark: SparkSession) -> None:
+    """Blocks of 16 rows (each with its own vocabulary, some without every value) over 3
+    partitions: count, population stds, vocabularies and one pass's cost, sizes, sums and
+    category tallies equal a pandas computation; identifier-like columns are refused."""
+    pdf = blobs(200, seed=3)
+    pdf.loc[pdf.index[:5], "q"] = "z-rare"  # a value only the first block holds
+    batch = spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch")
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "8")  # blocks end on batches
+    blocks = ColumnBlocks(spark.createDataFrame(pdf).repartition(3), NUM, CAT, block_rows=16)
+    try:
+        assert blocks.frame.count() >= 200 // 16
+        assert blocks.n == 200 and blocks.vocab == [sorted(set(pdf[c])) for c in CAT]
+        np.testing.assert_allclose(blocks.std, pdf[NUM].std(ddof=0).to_numpy(), rtol=1e-12)
+        centres = np.array([[0.0, 0.0], [4.0, 4.0], [0.0, 5.0]])
+        modes = np.array([["a", "x"], ["b", "z-rare"], ["c", "x"]], dtype=object)
+        stats = blocks.statistics(centres, modes, 0.7)
+    finally:
+        blocks.unpersist()
+        spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", batch)
+    d = kprototypes_cost(pdf, centres, modes, 0.7)
+    nearest = d.argmin(axis=1)
+    assert stats.cost == pytest.approx(d.min(axis=1).sum(), rel=1e-12)
+    assert stats.sizes.tolist() == np.bincount(nearest, minlength=3).tolist()
+    np.testing.assert_allclose(stats.sums, pdf[NUM].groupby(nearest).sum().to_numpy(), rtol=1e-12)
+    expected = [
+        pd.crosstab(nearest, pdf[c].to_numpy()).reindex(index=range(3), columns=v, fill_value=0)
+        for c, v in zip(CAT, blocks.vocab, strict=True)
+    ]
+    np.testing.assert_array_equal(stats.tallies, np.hstack([e.to_numpy() for e in expected]))
+    ids = spark.range(MAX_CATEGORY_VALUES + 1).select(
+        F.col("id").cast("double").alias("u"), F.col("id").cast("string").alias("p")
+    )
+    with pytest.raises(ValueError, match=r"more than 100000 distinct categorical values in \['p'\]"):
+        ColumnBlocks(ids, ["u"], ["p"])
 
 
 def test_scaler_and_kprototypes_pipeline_save_and_load(spark: SparkSession, tmp_path: Path) -> None:

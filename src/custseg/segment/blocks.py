@@ -6,8 +6,11 @@ the same rows many times, with only the prototypes changing. As a SQL expression
 pass carries the prototypes as literals, so Spark plans and compiles a new class every
 pass (1.1-1.7 s at 480k rows, most of it not proportional to the data, and the JIT code
 cache fills up over a sweep). Here the rows are encoded once (numeric columns as float64,
-categorical columns as int32 codes into sorted vocabularies) into blocks of up to
-``BLOCK_ROWS`` rows, a binary value per block in a persisted DataFrame; each pass is one
+categorical columns as int32 codes into the block's own sorted vocabulary) into blocks of
+up to ``BLOCK_ROWS`` rows, a binary value per block in a persisted DataFrame. The same
+Python pass profiles each block (rows, numeric means and squared deviations, nulls, its
+vocabulary), so a fit's count, standard deviations and vocabularies come from the cached
+blocks, not from a second job over the input. Each pass is one
 ``mapInArrow`` over the blocks whose Python function computes a partition's partial
 statistics with numpy and returns them as one row. Only partitions x k-sized rows reach
 the driver, the plan is the same small one every pass, and nothing accumulates lineage.
@@ -25,7 +28,11 @@ from pyspark.sql import functions as F
 from pyspark.storagelevel import StorageLevel
 
 BLOCK_ROWS = 1 << 18
-_BLOCK_SCHEMA = "rows long, x binary, c binary"
+MAX_CATEGORY_VALUES = 100_000
+_BLOCK_SCHEMA = (
+    "rows long, x binary, c binary, words array<array<string>>, mean array<double>, "
+    "m2 array<double>, nulls array<long>"
+)
 _STATS_SCHEMA = "s array<double>"
 _ROWS_SCHEMA = "g int, key double, x array<double>, c array<int>"
 
@@ -41,50 +48,81 @@ class PassStatistics:
     tallies: np.ndarray
 
 
-def _encode_partition(n_numeric: int, n_categorical: int) -> Any:
+def _encode_partition(n_numeric: int, n_categorical: int, block_rows: int) -> Any:
     def encode(batches: Iterator[Any]) -> Iterator[Any]:
         import pyarrow as pa
+        import pyarrow.compute as pc
 
         xs: list[np.ndarray] = []
-        cs: list[np.ndarray] = []
+        cs: list[list[Any]] = [[] for _ in range(n_categorical)]
         held = 0
 
         def flush() -> Any:
             x = np.concatenate(xs, axis=1) if xs else np.empty((n_numeric, 0))
-            c = np.concatenate(cs, axis=1) if cs else np.empty((n_categorical, 0), dtype=np.int32)
+            codes, words, nulls = [], [], [int(v) for v in np.isnan(x).sum(axis=1)]
+            for chunks in cs:
+                values = pa.concat_arrays(chunks)
+                nulls.append(values.null_count)
+                vocab = pc.unique(values.drop_null())
+                vocab = vocab.take(pc.sort_indices(vocab))
+                if len(vocab) > MAX_CATEGORY_VALUES:  # an identifier: refused on the driver
+                    vocab, code = vocab.slice(0, MAX_CATEGORY_VALUES + 1), np.zeros(len(values), np.int32)
+                else:
+                    code = pc.index_in(values, value_set=vocab).fill_null(-1).to_numpy(zero_copy_only=False)
+                codes.append(np.asarray(code, dtype=np.int32))
+                words.append(vocab.to_pylist())
+            c = np.stack(codes) if codes else np.empty((0, x.shape[1]), dtype=np.int32)
+            mean = x.mean(axis=1)
             return pa.RecordBatch.from_arrays(
                 [
                     pa.array([x.shape[1]], pa.int64()),
                     pa.array([np.ascontiguousarray(x, dtype=np.float64).tobytes()], pa.binary()),
                     pa.array([np.ascontiguousarray(c, dtype=np.int32).tobytes()], pa.binary()),
+                    pa.array([words], pa.list_(pa.list_(pa.string()))),
+                    pa.array([mean.tolist()], pa.list_(pa.float64())),
+                    pa.array([((x - mean[:, None]) ** 2).sum(axis=1).tolist()], pa.list_(pa.float64())),
+                    pa.array([nulls], pa.list_(pa.int64())),
                 ],
-                names=["rows", "x", "c"],
+                names=["rows", "x", "c", "words", "mean", "m2", "nulls"],
             )
 
         for batch in batches:
             m = batch.num_rows
             if m == 0:
                 continue
-            cols = [batch.column(i).to_numpy(zero_copy_only=False) for i in range(n_numeric + n_categorical)]
-            xs.append(np.array(cols[:n_numeric], dtype=np.float64).reshape(n_numeric, m))
-            cs.append(np.array(cols[n_numeric:], dtype=np.int32).reshape(n_categorical, m))
+            cols = [batch.column(i).to_numpy(zero_copy_only=False) for i in range(n_numeric)]
+            xs.append(np.array(cols, dtype=np.float64).reshape(n_numeric, m))
+            for t in range(n_categorical):
+                cs[t].append(batch.column(n_numeric + t))
             held += m
-            if held >= BLOCK_ROWS:
+            if held >= block_rows:
                 yield flush()
-                xs, cs, held = [], [], 0
+                xs, cs, held = [], [[] for _ in range(n_categorical)], 0
         if held:
             yield flush()
 
     return encode
 
 
-def _blocks(batches: Iterator[Any], p: int, a: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """The (numeric p x m, codes a x m) arrays of every block in a partition."""
+def _blocks(
+    batches: Iterator[Any], p: int, a: int, index: Sequence[dict[str, int]]
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The (numeric p x m, codes a x m) arrays of every block in a partition, the codes
+    translated from the block's vocabulary to the fit's (``index``: value -> code)."""
     for batch in batches:
         for r in range(batch.num_rows):
             m = batch.column(0)[r].as_py()
             x = np.frombuffer(batch.column(1)[r].as_buffer(), dtype=np.float64).reshape(p, m)
-            c = np.frombuffer(batch.column(2)[r].as_buffer(), dtype=np.int32).reshape(a, m)
+            local = np.frombuffer(batch.column(2)[r].as_buffer(), dtype=np.int32).reshape(a, m)
+            c = np.empty((a, m), dtype=np.int32)
+            for t, words in enumerate(batch.column(3)[r].as_py()):
+                try:
+                    c[t] = np.array([index[t][w] for w in words], dtype=np.int32)[local[t]]
+                except KeyError as missing:  # pragma: no cover - the cache was recomputed from other rows
+                    raise RuntimeError(
+                        f"KPrototypes: value {missing} of a block is not in the fit's vocabulary; the "
+                        "input changed while the fit ran (make it deterministic or cache it)"
+                    ) from None
             yield x, c
 
 
@@ -111,10 +149,11 @@ def block_dissimilarity(
 Prototypes = tuple[np.ndarray, np.ndarray]  # (k x p centres, k x a codes or words)
 
 
-def _pass_partition(groups: Sequence[Prototypes], gamma: float, vocab_sizes: Sequence[int]) -> Any:
+def _pass_partition(groups: Sequence[Prototypes], gamma: float, index: Sequence[dict[str, int]]) -> Any:
     """Partial statistics of a partition against each group of prototypes (the starts of
     a multi-start fit share the pass), flattened group after group."""
     p, a = groups[0][0].shape[1], groups[0][1].shape[1]
+    vocab_sizes = [len(v) for v in index]
     offsets = np.concatenate([[0], np.cumsum(vocab_sizes)]).astype(int)
 
     def step(batches: Iterator[Any]) -> Iterator[Any]:
@@ -124,7 +163,7 @@ def _pass_partition(groups: Sequence[Prototypes], gamma: float, vocab_sizes: Seq
         sizes = [np.zeros(len(centres)) for centres, _ in groups]
         sums = [np.zeros((len(centres), p)) for centres, _ in groups]
         tallies = [np.zeros((len(centres), int(offsets[-1]))) for centres, _ in groups]
-        for x, c in _blocks(batches, p, a):
+        for x, c in _blocks(batches, p, a, index):
             for g, (centres, codes) in enumerate(groups):
                 k = len(centres)
                 d = block_dissimilarity(x, c, centres, codes, gamma)
@@ -156,6 +195,7 @@ def _sample_partition(
     groups: Sequence[Prototypes] | None,
     gamma: float,
     rates: Sequence[float],
+    index: Sequence[dict[str, int]],
 ) -> Any:
     """Per group g (seeded by ``seeds[g]`` and the partition): rows drawn with probability
     min(1, rates[g] x dissimilarity to the nearest of the group's prototypes); without
@@ -170,7 +210,7 @@ def _sample_partition(
         partition = context.partitionId() if context else 0
         rngs = [np.random.default_rng([seed, partition]) for seed in seeds]
         best: list[tuple[float, np.ndarray, np.ndarray] | None] = [None] * len(seeds)
-        for x, c in _blocks(batches, p, a):
+        for x, c in _blocks(batches, p, a, index):
             m = x.shape[1] if p else c.shape[1]
             for g, rng in enumerate(rngs):
                 draw = rng.random(size=(m,))
@@ -205,41 +245,74 @@ def _rows_batch(pa: Any, group: int, x: np.ndarray, c: np.ndarray, key: np.ndarr
 
 
 class ColumnBlocks:
-    """Rows of ``numeric`` (doubles, no nulls) and ``categorical`` columns, persisted as
-    numpy blocks; categorical values become codes into ``vocab`` (sorted lists that must
-    hold every value)."""
+    """Rows of ``numeric`` (doubles) and ``categorical`` columns persisted as numpy blocks,
+    encoded and profiled in one job: ``n`` rows, population ``std`` per numeric column and
+    the sorted ``vocab`` of every categorical column (the fit's codes index into it).
+    Nulls (and NaN) are refused, as are categorical columns with more than
+    ``MAX_CATEGORY_VALUES`` values, with a ValueError naming the columns. A block holds
+    up to ``block_rows`` rows (about: whole Arrow batches are added until it is full)."""
 
     def __init__(
         self,
         data: DataFrame,
         numeric: Sequence[str],
         categorical: Sequence[str],
-        vocab: Sequence[Sequence[str]],
+        block_rows: int = BLOCK_ROWS,
     ) -> None:
         self.numeric, self.categorical = list(numeric), list(categorical)
-        self.vocab = [list(v) for v in vocab]
-        codes = [
-            (F.array_position(F.array(*[F.lit(w) for w in words]), F.col(c)) - 1).cast("int").alias(c)
-            for c, words in zip(self.categorical, self.vocab, strict=True)
-        ]
-        encoded = data.select(*[F.col(c).cast("double").alias(c) for c in self.numeric], *codes)
+        encoded = data.select(
+            *[F.col(c).cast("double").alias(c) for c in self.numeric],
+            *[F.col(c).cast("string").alias(c) for c in self.categorical],
+        )
         # one partition per core: a pass costs a task per partition (a Python round trip),
         # and more partitions than cores only add waves of them
         cores = max(1, data.sparkSession.sparkContext.defaultParallelism)
         if encoded.rdd.getNumPartitions() > cores:
             encoded = encoded.coalesce(cores)
         self.frame = encoded.mapInArrow(
-            _encode_partition(len(self.numeric), len(self.categorical)), _BLOCK_SCHEMA
+            _encode_partition(len(self.numeric), len(self.categorical), block_rows), _BLOCK_SCHEMA
         ).persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            self.n, self.std, self.vocab = self._profile()
+        except BaseException:
+            self.frame.unpersist()
+            raise
+        self.index = [{w: i for i, w in enumerate(words)} for words in self.vocab]
+
+    def _profile(self) -> tuple[int, list[float], list[list[str]]]:
+        """Rows, population stds (blocks' means and squared deviations merged as Chan et
+        al.) and sorted vocabularies, from the per-block profiles (this job fills the cache)."""
+        p, a = len(self.numeric), len(self.categorical)
+        n, mean, m2 = 0, np.zeros(p), np.zeros(p)
+        nulls = np.zeros(p + a, dtype=np.int64)
+        words: list[set[str]] = [set() for _ in range(a)]
+        for row in self.frame.select("rows", "mean", "m2", "nulls", "words").collect():
+            m = int(row["rows"])
+            delta = np.asarray(row["mean"], dtype=float) - mean
+            total = n + m
+            mean = mean + delta * m / total
+            m2 = m2 + np.asarray(row["m2"], dtype=float) + delta**2 * n * m / total
+            n = total
+            nulls += np.asarray(row["nulls"], dtype=np.int64)
+            for t, block_words in enumerate(row["words"]):
+                words[t].update(block_words)
+        columns = [*self.numeric, *self.categorical]
+        if nulls.any():
+            found = {c: int(v) for c, v in zip(columns, nulls, strict=True) if v}
+            raise ValueError(f"KPrototypes: null values in input columns {found}; fill or drop them first")
+        wide = [c for c, w in zip(self.categorical, words, strict=True) if len(w) > MAX_CATEGORY_VALUES]
+        if wide:
+            raise ValueError(too_many_values(wide))
+        std = np.sqrt(m2 / n).tolist() if n else [0.0] * p
+        return n, std, [sorted(w) for w in words]
 
     def unpersist(self) -> None:
         self.frame.unpersist()
 
     def codes_of(self, modes: np.ndarray) -> np.ndarray:
         """k x a categorical prototypes as codes (a value outside the vocabulary: -1)."""
-        index = [{w: i for i, w in enumerate(words)} for words in self.vocab]
         return np.array(
-            [[index[t].get(v, -1) for t, v in enumerate(row)] for row in modes], dtype=np.int32
+            [[self.index[t].get(v, -1) for t, v in enumerate(row)] for row in modes], dtype=np.int32
         ).reshape(len(modes), len(self.categorical))
 
     def words_of(self, codes: np.ndarray) -> np.ndarray:
@@ -262,7 +335,7 @@ class ColumnBlocks:
         widths = [1 + len(c) * (1 + p + sum(sizes_v)) for c, _ in coded]
         total = np.zeros(sum(widths))
         for row in self.frame.mapInArrow(
-            _pass_partition(coded, float(gamma), sizes_v), _STATS_SCHEMA
+            _pass_partition(coded, float(gamma), self.index), _STATS_SCHEMA
         ).collect():
             total += np.asarray(row["s"], dtype=np.float64)
         out = []
@@ -298,7 +371,7 @@ class ColumnBlocks:
             if groups is None
             else [(np.asarray(c, dtype=np.float64), self.codes_of(m)) for c, m in groups]
         )
-        step = _sample_partition(p, a, list(seeds), coded, float(gamma), list(rates))
+        step = _sample_partition(p, a, list(seeds), coded, float(gamma), list(rates), self.index)
         drawn = self.frame.mapInArrow(step, _ROWS_SCHEMA)
         # first rows: one per seed and partition; drawn rows: about 2k per group expected
         rows = (drawn if groups is None else drawn.limit(len(seeds) * limit)).collect()
@@ -320,3 +393,10 @@ class ColumnBlocks:
             out[:, t] = tallies[:, start : start + len(words)].argmax(axis=1)
             start += len(words)
         return self.words_of(out)
+
+
+def too_many_values(columns: Sequence[str]) -> str:
+    return (
+        f"KPrototypes: more than {MAX_CATEGORY_VALUES} distinct categorical values in {list(columns)}; "
+        "a column with that many values is an identifier, not a category"
+    )

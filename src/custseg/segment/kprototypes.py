@@ -34,13 +34,12 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.storagelevel import StorageLevel
 
-from custseg.segment.blocks import ColumnBlocks, PassStatistics
+from custseg.segment.blocks import MAX_CATEGORY_VALUES, ColumnBlocks, PassStatistics, too_many_values
 from custseg.segment.persist import ModelDataPersistence
 
 log = logging.getLogger(__name__)
 
 INIT_MODES = ("cao", "huang", "k-means||", "random")
-MAX_CATEGORY_VALUES = 100_000
 
 
 # --- mixed dissimilarity: Spark columns and numpy, the same definition -------------------
@@ -295,23 +294,22 @@ class KPrototypes(Estimator["KPrototypesModel"], _KPrototypesParams, ModelDataPe
             *[F.col(c).cast("double").alias(c) for c in numeric],
             *[F.col(c).cast("string").alias(c) for c in categorical],
         )
-        # the profile and the blocks read the input once each, and Cao, Huang and random
-        # starts read it again per start: cached here for those, unless the caller has
-        # cached it already (then a second copy costs a full pass and memory for nothing)
+        # the blocks read the input once (encoded and profiled in one job); Cao, Huang and
+        # random starts read it again per start: cached here for those, unless the caller
+        # has cached it already (then a second copy costs a full pass and memory for nothing)
         rereads = not self._explicit_start() and self.getInitMode() != "k-means||"
         own_cache = rereads and not (dataset.storageLevel.useMemory or dataset.storageLevel.useDisk)
         if own_cache:
             data = data.persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            n, std, vocab = _profile(data, numeric, categorical)
-            if n < k:
-                raise ValueError(f"KPrototypes: {n} rows cannot make {k} clusters")
-            gamma = self.getOrDefault(self.gamma) if self.isDefined(self.gamma) else None
-            if gamma is None:
-                gamma = mixed_gamma(std)
-            blocks = ColumnBlocks(data, numeric, categorical, vocab)
+            blocks = ColumnBlocks(data, numeric, categorical)  # one job: encoded and profiled
             try:
-                return self._best_of_starts(data, blocks, k, float(gamma), n)
+                if blocks.n < k:
+                    raise ValueError(f"KPrototypes: {blocks.n} rows cannot make {k} clusters")
+                gamma = self.getOrDefault(self.gamma) if self.isDefined(self.gamma) else None
+                if gamma is None:
+                    gamma = mixed_gamma(blocks.std)
+                return self._best_of_starts(data, blocks, k, float(gamma), blocks.n)
             finally:
                 blocks.unpersist()
         finally:
@@ -457,39 +455,6 @@ def _updated(
     return new_centres, new_modes
 
 
-def _profile(
-    data: DataFrame, numeric: list[str], categorical: list[str]
-) -> tuple[int, list[float], list[list[str]]]:
-    """Row count, population standard deviation per numeric column and the sorted
-    vocabulary of every categorical column, in one job; nulls refused."""
-    row = data.agg(
-        F.count(F.lit(1)).alias("n"),
-        *[F.stddev_pop(c).alias(f"std_{i}") for i, c in enumerate(numeric)],
-        *[F.count_if(F.col(c).isNull()).alias(f"null_{i}") for i, c in enumerate((*numeric, *categorical))],
-        *[
-            F.slice(F.array_sort(F.collect_set(c)), 1, MAX_CATEGORY_VALUES + 1).alias(f"vocab_{i}")
-            for i, c in enumerate(categorical)
-        ],
-    ).first()
-    assert row is not None
-    nulls = {c: row[f"null_{i}"] for i, c in enumerate((*numeric, *categorical)) if row[f"null_{i}"]}
-    if nulls:
-        raise ValueError(f"KPrototypes: null values in input columns {nulls}; fill or drop them first")
-    vocab = [list(row[f"vocab_{i}"]) for i in range(len(categorical))]
-    wide = [c for c, words in zip(categorical, vocab, strict=True) if len(words) > MAX_CATEGORY_VALUES]
-    if wide:
-        raise ValueError(_too_many_values(wide))
-    std = [float(row[f"std_{i}"] or 0.0) for i in range(len(numeric))]
-    return int(row["n"]), std, vocab
-
-
-def _too_many_values(columns: Sequence[str]) -> str:
-    return (
-        f"KPrototypes: more than {MAX_CATEGORY_VALUES} distinct categorical values in {list(columns)}; "
-        "a column with that many values is an identifier, not a category"
-    )
-
-
 # --- initialisation ---------------------------------------------------------------------
 
 
@@ -514,7 +479,7 @@ def category_frequencies(data: DataFrame, categorical: list[str]) -> list[dict[s
         data.select(pairs.alias("p")).groupBy("p.a", "p.v").count().limit(MAX_CATEGORY_VALUES + 1).collect()
     )
     if len(rows) > MAX_CATEGORY_VALUES:
-        raise ValueError(_too_many_values(categorical))
+        raise ValueError(too_many_values(categorical))
     out: list[dict[str, int]] = [{} for _ in categorical]
     for r in rows:
         out[r["a"]][r["v"]] = int(r["count"])
