@@ -151,6 +151,31 @@ def test_blocks_profile_and_pass_statistics_against_pandas(spark: SparkSession) 
         ColumnBlocks(ids, ["u"], ["p"])
 
 
+def test_fit_subsets_equals_a_fit_of_each_subset(spark: SparkSession) -> None:
+    """Three subsets fitted in the same passes (from one explicit start, and by k-means||
+    with two starts each) give what fitting each subset on its own gives."""
+    pdf = pd.concat([blobs(150, seed=s).assign(part=s) for s in range(3)], ignore_index=True)
+    df = spark.createDataFrame(pdf).cache()
+    start = [[0.0, 0.0, "a", "x"], [4.0, 4.0, "b", "y"], [0.0, 5.0, "c", "x"]]
+    for params in ({"initialCentres": start}, {"initMode": "k-means||", "seed": 7, "nInit": 2}):
+        estimator = KPrototypes(k=3, numericCols=NUM, categoricalCols=CAT, gamma=0.6, tol=0.0, **params)
+        together = estimator.fitSubsets(df, "part", 3)
+        for part, model in enumerate(together):
+            alone = estimator.copy({estimator.seed: estimator.getSeed() + part}).fit(
+                df.where(F.col("part") == part)
+            )
+            assert model.summary.n == 150
+            if "initialCentres" in params:  # the same start: the same iterations
+                np.testing.assert_allclose(model.clusterCentres(), alone.clusterCentres(), rtol=1e-12)
+                assert model.clusterModes() == alone.clusterModes()
+            # either way a fixed point of its own subset: its cost is that of its prototypes
+            rows = df.where(F.col("part") == part)
+            assert model.summary.trainingCost == pytest.approx(model.computeCost(rows), rel=1e-9)
+            assert model.summary.trainingCost <= 1.05 * alone.summary.trainingCost
+    with pytest.raises(ValueError, match="outside 0..1"):
+        KPrototypes(k=2, numericCols=NUM, categoricalCols=CAT).fitSubsets(df, "part", 2)
+
+
 def test_scaler_and_kprototypes_pipeline_save_and_load(spark: SparkSession, tmp_path: Path) -> None:
     rng = np.random.RandomState(1)
     pdf = pd.DataFrame(

@@ -30,8 +30,8 @@ from pyspark.storagelevel import StorageLevel
 BLOCK_ROWS = 1 << 18
 MAX_CATEGORY_VALUES = 100_000
 _BLOCK_SCHEMA = (
-    "rows long, x binary, c binary, words array<array<string>>, mean array<double>, "
-    "m2 array<double>, nulls array<long>"
+    "rows long, x binary, c binary, s binary, words array<array<string>>, mean array<double>, "
+    "m2 array<double>, nulls array<long>, counts array<long>"
 )
 _STATS_SCHEMA = "s array<double>"
 _ROWS_SCHEMA = "g int, key double, x array<double>, c array<int>"
@@ -48,13 +48,17 @@ class PassStatistics:
     tallies: np.ndarray
 
 
-def _encode_partition(n_numeric: int, n_categorical: int, block_rows: int) -> Any:
+def _encode_partition(n_numeric: int, n_categorical: int, block_rows: int, subsets: int) -> Any:
+    """Arrow batches of (numeric..., categorical..., [subset]) -> block rows. ``counts``:
+    rows per subset 0..subsets-1, then rows with any other subset value."""
+
     def encode(batches: Iterator[Any]) -> Iterator[Any]:
         import pyarrow as pa
         import pyarrow.compute as pc
 
         xs: list[np.ndarray] = []
         cs: list[list[Any]] = [[] for _ in range(n_categorical)]
+        ss: list[np.ndarray] = []
         held = 0
 
         def flush() -> Any:
@@ -72,18 +76,23 @@ def _encode_partition(n_numeric: int, n_categorical: int, block_rows: int) -> An
                 codes.append(np.asarray(code, dtype=np.int32))
                 words.append(vocab.to_pylist())
             c = np.stack(codes) if codes else np.empty((0, x.shape[1]), dtype=np.int32)
+            sub = np.concatenate(ss) if ss else np.empty(0, dtype=np.int32)
+            inside = (sub >= 0) & (sub < subsets)
+            counts = [*np.bincount(sub[inside], minlength=subsets).tolist(), int((~inside).sum())]
             mean = x.mean(axis=1)
             return pa.RecordBatch.from_arrays(
                 [
                     pa.array([x.shape[1]], pa.int64()),
                     pa.array([np.ascontiguousarray(x, dtype=np.float64).tobytes()], pa.binary()),
                     pa.array([np.ascontiguousarray(c, dtype=np.int32).tobytes()], pa.binary()),
+                    pa.array([np.ascontiguousarray(sub, dtype=np.int32).tobytes()], pa.binary()),
                     pa.array([words], pa.list_(pa.list_(pa.string()))),
                     pa.array([mean.tolist()], pa.list_(pa.float64())),
                     pa.array([((x - mean[:, None]) ** 2).sum(axis=1).tolist()], pa.list_(pa.float64())),
                     pa.array([nulls], pa.list_(pa.int64())),
+                    pa.array([counts], pa.list_(pa.int64())),
                 ],
-                names=["rows", "x", "c", "words", "mean", "m2", "nulls"],
+                names=["rows", "x", "c", "s", "words", "mean", "m2", "nulls", "counts"],
             )
 
         for batch in batches:
@@ -94,28 +103,33 @@ def _encode_partition(n_numeric: int, n_categorical: int, block_rows: int) -> An
             xs.append(np.array(cols, dtype=np.float64).reshape(n_numeric, m))
             for t in range(n_categorical):
                 cs[t].append(batch.column(n_numeric + t))
+            if subsets:
+                ss.append(batch.column(n_numeric + n_categorical).fill_null(-1).to_numpy().astype(np.int32))
             held += m
             if held >= block_rows:
                 yield flush()
-                xs, cs, held = [], [[] for _ in range(n_categorical)], 0
+                xs, cs, ss, held = [], [[] for _ in range(n_categorical)], [], 0
         if held:
             yield flush()
 
     return encode
 
 
-def _blocks(
-    batches: Iterator[Any], p: int, a: int, index: Sequence[dict[str, int]]
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """The (numeric p x m, codes a x m) arrays of every block in a partition, the codes
-    translated from the block's vocabulary to the fit's (``index``: value -> code)."""
+Block = tuple[np.ndarray, np.ndarray, np.ndarray]  # numeric p x m, codes a x m, subset per row
+
+
+def _blocks(batches: Iterator[Any], p: int, a: int, index: Sequence[dict[str, int]]) -> Iterator[Block]:
+    """The (numeric p x m, codes a x m, subsets m) arrays of every block in a partition,
+    the codes translated from the block's vocabulary to the fit's (``index``: value ->
+    code); subsets are empty when the blocks have none."""
     for batch in batches:
         for r in range(batch.num_rows):
             m = batch.column(0)[r].as_py()
             x = np.frombuffer(batch.column(1)[r].as_buffer(), dtype=np.float64).reshape(p, m)
             local = np.frombuffer(batch.column(2)[r].as_buffer(), dtype=np.int32).reshape(a, m)
+            sub = np.frombuffer(batch.column(3)[r].as_buffer(), dtype=np.int32)
             c = np.empty((a, m), dtype=np.int32)
-            for t, words in enumerate(batch.column(3)[r].as_py()):
+            for t, words in enumerate(batch.column(4)[r].as_py()):
                 try:
                     c[t] = np.array([index[t][w] for w in words], dtype=np.int32)[local[t]]
                 except KeyError as missing:  # pragma: no cover - the cache was recomputed from other rows
@@ -123,7 +137,24 @@ def _blocks(
                         f"KPrototypes: value {missing} of a block is not in the fit's vocabulary; the "
                         "input changed while the fit ran (make it deterministic or cache it)"
                     ) from None
-            yield x, c
+            yield x, c, sub
+
+
+class _Subsets:
+    """A block's rows of one subset (None: all rows), selected once per block and pass."""
+
+    def __init__(self, block: Block) -> None:
+        self.block = block
+        self.held: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def rows(self, subset: int | None) -> tuple[np.ndarray, np.ndarray]:
+        x, c, sub = self.block
+        if subset is None:
+            return x, c
+        if subset not in self.held:
+            keep = np.flatnonzero(sub == subset)
+            self.held[subset] = (x[:, keep], c[:, keep])
+        return self.held[subset]
 
 
 def block_dissimilarity(
@@ -149,9 +180,15 @@ def block_dissimilarity(
 Prototypes = tuple[np.ndarray, np.ndarray]  # (k x p centres, k x a codes or words)
 
 
-def _pass_partition(groups: Sequence[Prototypes], gamma: float, index: Sequence[dict[str, int]]) -> Any:
+def _pass_partition(
+    groups: Sequence[Prototypes],
+    gamma: float,
+    index: Sequence[dict[str, int]],
+    subsets: Sequence[int | None],
+) -> Any:
     """Partial statistics of a partition against each group of prototypes (the starts of
-    a multi-start fit share the pass), flattened group after group."""
+    a multi-start fit share the pass), each over the rows of its subset (None: all rows),
+    flattened group after group."""
     p, a = groups[0][0].shape[1], groups[0][1].shape[1]
     vocab_sizes = [len(v) for v in index]
     offsets = np.concatenate([[0], np.cumsum(vocab_sizes)]).astype(int)
@@ -163,8 +200,10 @@ def _pass_partition(groups: Sequence[Prototypes], gamma: float, index: Sequence[
         sizes = [np.zeros(len(centres)) for centres, _ in groups]
         sums = [np.zeros((len(centres), p)) for centres, _ in groups]
         tallies = [np.zeros((len(centres), int(offsets[-1]))) for centres, _ in groups]
-        for x, c in _blocks(batches, p, a, index):
+        for block in _blocks(batches, p, a, index):
+            parts = _Subsets(block)
             for g, (centres, codes) in enumerate(groups):
+                x, c = parts.rows(subsets[g])
                 k = len(centres)
                 d = block_dissimilarity(x, c, centres, codes, gamma)
                 nearest = d.argmin(axis=1)
@@ -196,6 +235,7 @@ def _sample_partition(
     gamma: float,
     rates: Sequence[float],
     index: Sequence[dict[str, int]],
+    subsets: Sequence[int | None],
 ) -> Any:
     """Per group g (seeded by ``seeds[g]`` and the partition): rows drawn with probability
     min(1, rates[g] x dissimilarity to the nearest of the group's prototypes); without
@@ -210,9 +250,13 @@ def _sample_partition(
         partition = context.partitionId() if context else 0
         rngs = [np.random.default_rng([seed, partition]) for seed in seeds]
         best: list[tuple[float, np.ndarray, np.ndarray] | None] = [None] * len(seeds)
-        for x, c in _blocks(batches, p, a, index):
-            m = x.shape[1] if p else c.shape[1]
+        for block in _blocks(batches, p, a, index):
+            parts = _Subsets(block)
             for g, rng in enumerate(rngs):
+                x, c = parts.rows(subsets[g])
+                m = x.shape[1] if p else c.shape[1]
+                if m == 0:
+                    continue
                 draw = rng.random(size=(m,))
                 if groups is None:
                     i = int(draw.argmin())
@@ -250,7 +294,12 @@ class ColumnBlocks:
     the sorted ``vocab`` of every categorical column (the fit's codes index into it).
     Nulls (and NaN) are refused, as are categorical columns with more than
     ``MAX_CATEGORY_VALUES`` values, with a ValueError naming the columns. A block holds
-    up to ``block_rows`` rows (about: whole Arrow batches are added until it is full)."""
+    up to ``block_rows`` rows (about: whole Arrow batches are added until it is full).
+
+    With ``subset_col`` (integers 0..subsets-1, anything else refused) every row belongs
+    to one subset, ``subset_sizes`` counts them, and passes and draws can be restricted to
+    one subset per group: several data sets (bootstrap resamples) fitted in the same
+    passes. ``n`` and ``std`` are over all rows."""
 
     def __init__(
         self,
@@ -258,11 +307,15 @@ class ColumnBlocks:
         numeric: Sequence[str],
         categorical: Sequence[str],
         block_rows: int = BLOCK_ROWS,
+        subset_col: str | None = None,
+        subsets: int = 0,
     ) -> None:
         self.numeric, self.categorical = list(numeric), list(categorical)
+        self.subset_col, self.subsets = subset_col, subsets if subset_col else 0
         encoded = data.select(
             *[F.col(c).cast("double").alias(c) for c in self.numeric],
             *[F.col(c).cast("string").alias(c) for c in self.categorical],
+            *([F.col(subset_col).cast("int").alias(subset_col)] if subset_col else []),
         )
         # one partition per core: a pass costs a task per partition (a Python round trip),
         # and more partitions than cores only add waves of them
@@ -270,23 +323,26 @@ class ColumnBlocks:
         if encoded.rdd.getNumPartitions() > cores:
             encoded = encoded.coalesce(cores)
         self.frame = encoded.mapInArrow(
-            _encode_partition(len(self.numeric), len(self.categorical), block_rows), _BLOCK_SCHEMA
+            _encode_partition(len(self.numeric), len(self.categorical), block_rows, self.subsets),
+            _BLOCK_SCHEMA,
         ).persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            self.n, self.std, self.vocab = self._profile()
+            self.n, self.std, self.vocab, self.subset_sizes = self._profile()
         except BaseException:
             self.frame.unpersist()
             raise
         self.index = [{w: i for i, w in enumerate(words)} for words in self.vocab]
 
-    def _profile(self) -> tuple[int, list[float], list[list[str]]]:
+    def _profile(self) -> tuple[int, list[float], list[list[str]], list[int]]:
         """Rows, population stds (blocks' means and squared deviations merged as Chan et
         al.) and sorted vocabularies, from the per-block profiles (this job fills the cache)."""
         p, a = len(self.numeric), len(self.categorical)
         n, mean, m2 = 0, np.zeros(p), np.zeros(p)
         nulls = np.zeros(p + a, dtype=np.int64)
         words: list[set[str]] = [set() for _ in range(a)]
-        for row in self.frame.select("rows", "mean", "m2", "nulls", "words").collect():
+        counts = np.zeros(self.subsets + 1, dtype=np.int64)
+        for row in self.frame.select("rows", "mean", "m2", "nulls", "words", "counts").collect():
+            counts += np.asarray(row["counts"], dtype=np.int64)
             m = int(row["rows"])
             delta = np.asarray(row["mean"], dtype=float) - mean
             total = n + m
@@ -303,8 +359,12 @@ class ColumnBlocks:
         wide = [c for c, w in zip(self.categorical, words, strict=True) if len(w) > MAX_CATEGORY_VALUES]
         if wide:
             raise ValueError(too_many_values(wide))
+        if self.subset_col and counts[-1]:
+            raise ValueError(
+                f"KPrototypes: {int(counts[-1])} rows with {self.subset_col} outside 0..{self.subsets - 1}"
+            )
         std = np.sqrt(m2 / n).tolist() if n else [0.0] * p
-        return n, std, [sorted(w) for w in words]
+        return n, std, [sorted(w) for w in words], counts[:-1].tolist()
 
     def unpersist(self) -> None:
         self.frame.unpersist()
@@ -320,13 +380,18 @@ class ColumnBlocks:
             [[self.vocab[t][int(i)] for t, i in enumerate(row)] for row in codes], dtype=object
         ).reshape(len(codes), len(self.categorical))
 
-    def statistics(self, centres: np.ndarray, modes: np.ndarray, gamma: float) -> PassStatistics:
-        """One pass: every row to its nearest prototype (ties to the lowest index, as
-        ``np.argmin`` and the SQL assignment), summed per cluster (one job)."""
-        return self.statistics_of_groups([(centres, modes)], gamma)[0]
+    def statistics(
+        self, centres: np.ndarray, modes: np.ndarray, gamma: float, subset: int | None = None
+    ) -> PassStatistics:
+        """One pass: every row (of ``subset``, None: all) to its nearest prototype (ties to
+        the lowest index, as ``np.argmin`` and the SQL assignment), summed per cluster."""
+        return self.statistics_of_groups([(centres, modes)], gamma, [subset])[0]
 
-    def statistics_of_groups(self, groups: Sequence[Prototypes], gamma: float) -> list[PassStatistics]:
-        """``statistics`` for several groups of (centres, modes) in the same single pass."""
+    def statistics_of_groups(
+        self, groups: Sequence[Prototypes], gamma: float, subsets: Sequence[int | None] | None = None
+    ) -> list[PassStatistics]:
+        """``statistics`` for several groups of (centres, modes), each over its subset
+        (``subsets[g]``, default all rows), in the same single pass."""
         p, sizes_v = len(self.numeric), [len(v) for v in self.vocab]
         coded = [
             (np.asarray(centres, dtype=np.float64).reshape(len(centres), p), self.codes_of(modes))
@@ -335,7 +400,8 @@ class ColumnBlocks:
         widths = [1 + len(c) * (1 + p + sum(sizes_v)) for c, _ in coded]
         total = np.zeros(sum(widths))
         for row in self.frame.mapInArrow(
-            _pass_partition(coded, float(gamma), self.index), _STATS_SCHEMA
+            _pass_partition(coded, float(gamma), self.index, self._subsets(subsets, len(coded))),
+            _STATS_SCHEMA,
         ).collect():
             total += np.asarray(row["s"], dtype=np.float64)
         out = []
@@ -360,18 +426,29 @@ class ColumnBlocks:
         gamma: float = 1.0,
         rates: Sequence[float] = (),
         limit: int = 1,
+        subsets: Sequence[int | None] | None = None,
     ) -> list[Prototypes]:
         """Rows as (numeric, categorical words) prototypes, one list per seed: without
         ``groups``, one seeded random row per seed; with them (one per seed), rows drawn
         with probability min(1, rates[g] x dissimilarity to the nearest of group g), at
-        most ``limit`` per group (k-means|| sampling). One job for all seeds."""
+        most ``limit`` per group (k-means|| sampling); seed g draws from the rows of
+        ``subsets[g]`` (default all rows). One job for all seeds."""
         p, a = len(self.numeric), len(self.categorical)
         coded = (
             None
             if groups is None
             else [(np.asarray(c, dtype=np.float64), self.codes_of(m)) for c, m in groups]
         )
-        step = _sample_partition(p, a, list(seeds), coded, float(gamma), list(rates), self.index)
+        step = _sample_partition(
+            p,
+            a,
+            list(seeds),
+            coded,
+            float(gamma),
+            list(rates),
+            self.index,
+            self._subsets(subsets, len(seeds)),
+        )
         drawn = self.frame.mapInArrow(step, _ROWS_SCHEMA)
         # first rows: one per seed and partition; drawn rows: about 2k per group expected
         rows = (drawn if groups is None else drawn.limit(len(seeds) * limit)).collect()
@@ -383,6 +460,12 @@ class ColumnBlocks:
             c = np.array([r["c"] for r in mine], dtype=np.int32).reshape(len(mine), a)
             out.append((x, self.words_of(c)))
         return out
+
+    def _subsets(self, subsets: Sequence[int | None] | None, groups: int) -> list[int | None]:
+        chosen: list[int | None] = [None] * groups if subsets is None else list(subsets)
+        if len(chosen) != groups or any(s is not None and not 0 <= s < self.subsets for s in chosen):
+            raise ValueError(f"KPrototypes: subsets {chosen} for {groups} groups of {self.subsets} subsets")
+        return chosen
 
     def modes_from(self, tallies: np.ndarray) -> np.ndarray:
         """Most frequent value per cluster and column; ties to the smallest value (kmodes'

@@ -289,10 +289,28 @@ class KPrototypes(Estimator["KPrototypesModel"], _KPrototypesParams, ModelDataPe
         return list(numeric), list(categorical), k
 
     def _fit(self, dataset: DataFrame) -> KPrototypesModel:
+        return self._fit_blocks(dataset, None, 0)[0]
+
+    def fitSubsets(self, dataset: DataFrame, subsetCol: str, subsets: int) -> list[KPrototypesModel]:  # noqa: N802, N803
+        """One model per subset 0..subsets-1 of ``dataset`` (its rows with that value of
+        ``subsetCol``), all fitted in the same passes over one set of cached blocks: with
+        small subsets (bootstrap resamples) a pass costs about the same for one or for
+        several, so B refits cost about the passes of one. Subset b starts from seed
+        ``seed + b`` (with ``nInit``: seed + b, seed + b + 1, ...), as ``copy({seed: seed +
+        b}).fit`` on that subset would. An unset gamma comes from all rows' stds."""
+        if subsetCol not in dataset.columns:
+            raise ValueError(f"KPrototypes: input has no column {subsetCol!r}; it has {dataset.columns}")
+        if subsets < 1:
+            raise ValueError(f"KPrototypes: subsets must be at least 1, got {subsets}")
+        return self._fit_blocks(dataset, subsetCol, subsets)
+
+    def _fit_blocks(self, dataset: DataFrame, subset_col: str | None, subsets: int) -> list[KPrototypesModel]:
+        """The best model of every subset (one model, of all rows, without ``subset_col``)."""
         numeric, categorical, k = self._validate(dataset)
         data = dataset.select(
             *[F.col(c).cast("double").alias(c) for c in numeric],
             *[F.col(c).cast("string").alias(c) for c in categorical],
+            *([F.col(subset_col).cast("int").alias(subset_col)] if subset_col else []),
         )
         # the blocks read the input once (encoded and profiled in one job); Cao, Huang and
         # random starts read it again per start: cached here for those, unless the caller
@@ -302,14 +320,18 @@ class KPrototypes(Estimator["KPrototypesModel"], _KPrototypesParams, ModelDataPe
         if own_cache:
             data = data.persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            blocks = ColumnBlocks(data, numeric, categorical)  # one job: encoded and profiled
+            # one job: encoded and profiled
+            blocks = ColumnBlocks(data, numeric, categorical, subset_col=subset_col, subsets=subsets)
             try:
-                if blocks.n < k:
-                    raise ValueError(f"KPrototypes: {blocks.n} rows cannot make {k} clusters")
+                sizes = blocks.subset_sizes if subset_col else [blocks.n]
+                for part, size in enumerate(sizes):
+                    if size < k:
+                        where = f" in subset {part}" if subset_col else ""
+                        raise ValueError(f"KPrototypes: {size} rows{where} cannot make {k} clusters")
                 gamma = self.getOrDefault(self.gamma) if self.isDefined(self.gamma) else None
                 if gamma is None:
                     gamma = mixed_gamma(blocks.std)
-                return self._best_of_starts(data, blocks, k, float(gamma), blocks.n)
+                return self._best_of_starts(data, blocks, k, float(gamma))
             finally:
                 blocks.unpersist()
         finally:
@@ -320,29 +342,52 @@ class KPrototypes(Estimator["KPrototypesModel"], _KPrototypesParams, ModelDataPe
         return self.isDefined(self.initialCentres) and bool(self.getOrDefault(self.initialCentres))
 
     def _best_of_starts(
-        self, data: DataFrame, blocks: ColumnBlocks, k: int, gamma: float, n: int
-    ) -> KPrototypesModel:
-        """``nInit`` starts (seeds seed, seed + 1, ...; one with ``initialCentres``); the
-        model of lowest training cost is kept, as kmodes' n_init does. The starts iterate
-        side by side: each pass over the data serves every start not yet converged (a pass
-        costs about the same for one start or a few), and k-means|| draws all starts in
-        the same passes."""
+        self, data: DataFrame, blocks: ColumnBlocks, k: int, gamma: float
+    ) -> list[KPrototypesModel]:
+        """``nInit`` starts per subset (seeds seed + b, seed + b + 1, ... for subset b; one
+        with ``initialCentres``); per subset the model of lowest training cost is kept, as
+        kmodes' n_init does. The starts iterate side by side: each pass over the data
+        serves every start not yet converged (a pass costs about the same for one start or
+        a few), and k-means|| draws all starts in the same passes."""
         explicit = self._explicit_start()
         seed = self.getOrDefault(self.seed)
-        seeds = [seed] if explicit else [seed + s for s in range(self.getOrDefault(self.nInit))]
+        parts: list[int | None] = list(range(blocks.subsets)) if blocks.subset_col else [None]
+        tries = 1 if explicit else self.getOrDefault(self.nInit)
+        plan = [(part, seed + (part or 0) + s) for part in parts for s in range(tries)]
         if not explicit and self.getInitMode() == "k-means||":
-            log.info("KPrototypes: k-means|| initialisation of %d prototypes, %d start(s)", k, len(seeds))
-            starts = init_kmeans_parallel_starts(blocks, k, gamma, seeds, self.getOrDefault(self.initSteps))
-        else:
-            starts = [self._initial(data, blocks, k, gamma, s) for s in seeds]
-        models = self._iterate(blocks, starts, gamma, n)
-        if len(models) > 1:
-            log.info(
-                "KPrototypes: %d starts, costs %s; the lowest is kept",
-                len(models),
-                [f"{m.summary.trainingCost:.8g}" for m in models],
+            log.info("KPrototypes: k-means|| initialisation of %d prototypes, %d start(s)", k, len(plan))
+            starts = init_kmeans_parallel_starts(
+                blocks,
+                k,
+                gamma,
+                [s for _, s in plan],
+                self.getOrDefault(self.initSteps),
+                subsets=[part for part, _ in plan],
             )
-        return min(models, key=lambda m: m.summary.trainingCost)
+        else:
+            starts = [
+                self._initial(
+                    data if part is None else data.where(F.col(str(blocks.subset_col)) == part),
+                    blocks,
+                    k,
+                    gamma,
+                    s,
+                )
+                for part, s in plan
+            ]
+        models = self._iterate(blocks, starts, gamma, [part for part, _ in plan])
+        best = []
+        for part in parts:
+            mine = [m for (p, _), m in zip(plan, models, strict=True) if p == part]
+            if len(mine) > 1:
+                log.info(
+                    "KPrototypes: %d starts%s, costs %s; the lowest is kept",
+                    len(mine),
+                    "" if part is None else f" of subset {part}",
+                    [f"{m.summary.trainingCost:.8g}" for m in mine],
+                )
+            best.append(min(mine, key=lambda m: m.summary.trainingCost))
+        return best
 
     def _initial(
         self, data: DataFrame, blocks: ColumnBlocks, k: int, gamma: float, seed: int
@@ -371,21 +416,28 @@ class KPrototypes(Estimator["KPrototypesModel"], _KPrototypesParams, ModelDataPe
         return init_huang(data, numeric, categorical, k, seed)
 
     def _iterate(
-        self, blocks: ColumnBlocks, starts: list[tuple[np.ndarray, np.ndarray]], gamma: float, n: int
+        self,
+        blocks: ColumnBlocks,
+        starts: list[tuple[np.ndarray, np.ndarray]],
+        gamma: float,
+        subsets: list[int | None],
     ) -> list[KPrototypesModel]:
-        """Lloyd iterations of every start, one pass each round for the starts still moving."""
+        """Lloyd iterations of every start (over the rows of its subset), one pass each
+        round for the starts still moving."""
         max_iter, tol = self.getOrDefault(self.maxIter), self.getOrDefault(self.tol)
         runs = [_StartRun(centres, modes) for centres, modes in starts]
         for iteration in range(1, max_iter + 1):
             active = [(i, r) for i, r in enumerate(runs) if not r.converged]
             if not active:
                 break
-            stats = blocks.statistics_of_groups([(r.centres, r.modes) for _, r in active], gamma)
+            stats = blocks.statistics_of_groups(
+                [(r.centres, r.modes) for _, r in active], gamma, [subsets[i] for i, _ in active]
+            )
             for (i, run), stat in zip(active, stats, strict=True):
                 label = f" (start {i + 1})" if len(runs) > 1 else ""
                 run.step(blocks, stat, tol, f"{iteration}{label}")
         models = []
-        for run in runs:
+        for run, part in zip(runs, subsets, strict=True):
             if not run.converged:
                 log.warning("KPrototypes: not converged after maxIter=%d iterations", max_iter)
             model = KPrototypesModel(
@@ -399,7 +451,7 @@ class KPrototypes(Estimator["KPrototypesModel"], _KPrototypesParams, ModelDataPe
                     converged=run.converged,
                     costHistory=run.history,
                     clusterSizes=run.sizes,
-                    n=n,
+                    n=blocks.n if part is None else blocks.subset_sizes[part],
                 ),
             )
             self._copyValues(model)
@@ -573,14 +625,21 @@ def init_kmeans_parallel(
 
 
 def init_kmeans_parallel_starts(
-    blocks: ColumnBlocks, k: int, gamma: float, seeds: Sequence[int], steps: int
+    blocks: ColumnBlocks,
+    k: int,
+    gamma: float,
+    seeds: Sequence[int],
+    steps: int,
+    subsets: Sequence[int | None] | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``init_kmeans_parallel`` for several seeds in the same passes (one start each; a
-    seed gives the same start alone or beside others)."""
+    """``init_kmeans_parallel`` for several seeds in the same passes (one start each, from
+    the rows of ``subsets[g]``, default all rows; a seed gives the same start alone or
+    beside others)."""
     oversampling = 2 * k
-    candidates = blocks.draw(seeds)
+    parts: list[int | None] = [None] * len(seeds) if subsets is None else list(subsets)
+    candidates = blocks.draw(seeds, subsets=parts)
     for step in range(steps):
-        phis = [st.cost for st in blocks.statistics_of_groups(candidates, gamma)]
+        phis = [st.cost for st in blocks.statistics_of_groups(candidates, gamma, parts)]
         live = [g for g, phi in enumerate(phis) if phi > 0]
         if not live:
             break
@@ -590,6 +649,7 @@ def init_kmeans_parallel_starts(
             gamma,
             rates=[oversampling / phis[g] for g in live],
             limit=50 * oversampling,
+            subsets=[parts[g] for g in live],
         )
         for g, (x, words) in zip(live, drawn, strict=True):
             cent, mode = candidates[g]
@@ -602,13 +662,17 @@ def init_kmeans_parallel_starts(
         for extra in range(2 * k):
             if len(cent) >= k:
                 break
-            ((x, words),) = blocks.draw([seeds[g] + 99 + extra])
+            ((x, words),) = blocks.draw([seeds[g] + 99 + extra], subsets=[parts[g]])
             if _prototype_key(x[0], words[0]) not in _prototype_keys(cent, mode):
                 cent, mode = np.vstack([cent, x]), np.vstack([mode, words])
         if len(cent) <= k:
             out[g] = (cent[:k], mode[:k])
     rest = [g for g in range(len(seeds)) if out[g] is None]
-    weights = blocks.statistics_of_groups([candidates[g] for g in rest], gamma) if rest else []
+    weights = (
+        blocks.statistics_of_groups([candidates[g] for g in rest], gamma, [parts[g] for g in rest])
+        if rest
+        else []
+    )
     for g, stat in zip(rest, weights, strict=True):
         cent, mode = candidates[g]
         out[g] = local_kprototypes(

@@ -14,18 +14,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import reduce
 
 import numpy as np
 import pandas as pd
-from pyspark.ml import Estimator
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.storagelevel import StorageLevel
 
-from custseg.segment.kprototypes import dissimilarity_columns, encode_categories
+from custseg.segment.kprototypes import KPrototypes, dissimilarity_columns, encode_categories
 
 log = logging.getLogger(__name__)
+
+_RESAMPLE = "_resample"
 
 
 # --- silhouette -------------------------------------------------------------------------
@@ -142,7 +143,7 @@ def bootstrap_stability(
     data: DataFrame,
     label_col: str,
     k: int,
-    estimator: Estimator[Any],
+    estimator: KPrototypes,
     *,
     resamples: int,
     seed: int,
@@ -153,32 +154,50 @@ def bootstrap_stability(
 
     ``data`` carries the original clustering in ``label_col`` (0..k-1). ``fraction`` < 1
     resamples a subsample of that expected size (with replacement), which bounds the cost
-    of the B refits on large inputs. Resample b is refitted by
-    ``estimator.copy({seed: seed + b})``.
+    of the refits on large inputs. Resample b is ``data.sample(True, fraction, seed + b)``,
+    refitted from seed ``seed + b``; the B refits run side by side in the same passes
+    (``KPrototypes.fitSubsets``), and the B contingency tables come from one job.
     """
-    jaccards, aris = [], []
-    for b in range(resamples):
-        boot = data.sample(withReplacement=True, fraction=fraction, seed=seed + b).persist(
-            StorageLevel.MEMORY_AND_DISK
+    if resamples < 1:
+        return Stability(np.zeros((0, k)), np.zeros(0))
+    boot = reduce(
+        DataFrame.unionByName,
+        [
+            data.sample(withReplacement=True, fraction=fraction, seed=seed + b).withColumn(
+                _RESAMPLE, F.lit(b)
+            )
+            for b in range(resamples)
+        ],
+    ).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        models = estimator.copy({estimator.seed: seed}).fitSubsets(boot, _RESAMPLE, resamples)
+        rows = boot.drop(prediction_col) if prediction_col != label_col else boot
+        labelled = reduce(
+            DataFrame.unionByName,
+            [
+                model.transform(rows.where(F.col(_RESAMPLE) == b)).select(
+                    _RESAMPLE, label_col, prediction_col
+                )
+                for b, model in enumerate(models)
+            ],
         )
-        try:
-            est = estimator.copy({estimator.seed: seed + b})  # type: ignore[attr-defined]
-            model = est.fit(boot)
-            k_boot = model.getK() if hasattr(model, "getK") else k  # type: ignore[attr-defined]
-            labelled = model.transform(boot.drop(prediction_col) if prediction_col != label_col else boot)
-            table = contingency(labelled, label_col, prediction_col, k, k_boot)
-        finally:
-            boot.unpersist()
-        jaccards.append(best_jaccard(table))
-        aris.append(adjusted_rand_index(table))
+        counts = labelled.groupBy(_RESAMPLE, label_col, prediction_col).count().collect()
+    finally:
+        boot.unpersist()
+    tables = np.zeros((resamples, k, max(m.getK() for m in models)))
+    for r in counts:
+        tables[int(r[_RESAMPLE]), int(r[label_col]), int(r[prediction_col])] = r["count"]
+    jaccards = np.array([best_jaccard(t) for t in tables])
+    aris = np.array([adjusted_rand_index(t) for t in tables])
+    for b in range(resamples):
         log.info(
             "bootstrap %d/%d: ARI %.3f, Jaccard per cluster %s",
             b + 1,
             resamples,
-            aris[-1],
-            np.round(jaccards[-1], 3),
+            aris[b],
+            np.round(jaccards[b], 3),
         )
-    return Stability(np.array(jaccards), np.array(aris))
+    return Stability(jaccards, aris)
 
 
 # --- cost of any partition (for the MLlib comparators) ---------------------------------
