@@ -177,6 +177,16 @@ def block_dissimilarity(
     return d
 
 
+def encode_categories(values: np.ndarray, vocab: Sequence[Sequence[str]]) -> np.ndarray:
+    """String categoricals (rows x columns) as codes into ``vocab`` (per column; unknown
+    values get -1)."""
+    out = np.full(values.shape, -1, dtype=np.int64)
+    for j, words in enumerate(vocab):
+        index = {w: i for i, w in enumerate(words)}
+        out[:, j] = [index.get(v, -1) for v in values[:, j]]
+    return out
+
+
 Prototypes = tuple[np.ndarray, np.ndarray]  # (k x p centres, k x a codes or words)
 
 
@@ -371,9 +381,8 @@ class ColumnBlocks:
 
     def codes_of(self, modes: np.ndarray) -> np.ndarray:
         """k x a categorical prototypes as codes (a value outside the vocabulary: -1)."""
-        return np.array(
-            [[self.index[t].get(v, -1) for t, v in enumerate(row)] for row in modes], dtype=np.int32
-        ).reshape(len(modes), len(self.categorical))
+        rows = np.asarray(modes, dtype=object).reshape(len(modes), len(self.categorical))
+        return encode_categories(rows, self.vocab).astype(np.int32)
 
     def words_of(self, codes: np.ndarray) -> np.ndarray:
         return np.array(

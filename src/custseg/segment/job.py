@@ -323,19 +323,14 @@ def choose(cfg: SegmentConfig, candidates: list[Candidate]) -> Candidate:
 # --- naming, outputs, plots -------------------------------------------------------------
 
 
-def cluster_profiles(
-    labelled: DataFrame, profile_cols: list[str], names: dict[int, str] | None = None
-) -> pd.DataFrame:
+def cluster_profiles(labelled: DataFrame, profile_cols: list[str]) -> pd.DataFrame:
     """Per cluster of ``segment``: customers and the mean of every profile column."""
     rows = pd.DataFrame(
         labelled.groupBy("segment")
         .agg(F.count(F.lit(1)).alias("customers"), *[F.avg(c).alias(c) for c in profile_cols])
         .toPandas()
     )
-    rows = rows.rename(columns={"segment": "cluster"}).sort_values("cluster").reset_index(drop=True)
-    if names is not None:
-        rows["segment_name"] = rows["cluster"].map(names)
-    return rows
+    return rows.rename(columns={"segment": "cluster"}).sort_values("cluster").reset_index(drop=True)
 
 
 @dataclass
@@ -530,22 +525,20 @@ def sweep(
     return candidates
 
 
-def final_model(chosen: Candidate, screen: OutlierScreen | None, names: dict[int, str]) -> KPrototypesModel:
-    """The chosen business prototypes plus the outlier prototypes (named ``outlier``), so
-    scoring sets outliers aside by the same nearest-prototype rule."""
+def final_model(chosen: Candidate, screen: OutlierScreen | None) -> KPrototypesModel:
+    """The chosen business prototypes (0..k-1) plus the outlier prototypes after them, so
+    scoring sets outliers aside by the same nearest-prototype rule; names come later."""
     model = chosen.model
     assert model is not None
     centres, modes = np.array(model.clusterCentres()), np.array(model.clusterModes(), dtype=object)
-    labels = [names[j] for j in range(chosen.k)]
     if screen is not None:
         centres = np.vstack([centres, screen.centres])
         modes = np.vstack([modes, screen.modes])
-        labels += [OUTLIER] * len(screen.centres)
     final = KPrototypesModel(
         centres=centres.tolist(), modes=modes.tolist(), gamma=model.gamma, summary=model.summary
     )
     model._copyValues(final)
-    return final.setSegmentNames(labels)
+    return final
 
 
 def finish(
@@ -563,12 +556,19 @@ def finish(
     """Name the chosen clusters, register the pipeline, write the gold tables."""
     tables, run = ctx.tables, ctx.run
     assert chosen.model is not None
-    business_profiles = cluster_profiles(chosen.model.transform(scaled), profile_cols)
-    business_profiles["is_outlier"] = False
-    names = segment_names(
-        business_profiles, value_cols=cfg.value_cols, engagement_col=cfg.engagement_col, cost_col=cfg.cost_col
+    # one assignment of every customer by the final prototypes: the business clusters'
+    # profiles (outliers left out, so they cannot shift a name) name them
+    model = final_model(chosen, screen)
+    final_labels = model.transform(scaled)
+    profiles = cluster_profiles(final_labels, profile_cols)
+    profiles["is_outlier"] = profiles["cluster"] >= chosen.k
+    found = segment_names(
+        profiles, value_cols=cfg.value_cols, engagement_col=cfg.engagement_col, cost_col=cfg.cost_col
     )
-    model = final_model(chosen, screen, names)
+    names = {j: found.get(j, f"segment {j} (empty)") for j in range(chosen.k)}
+    labels = [*names.values(), *[OUTLIER] * (len(model.clusterCentres()) - chosen.k)]
+    model.setSegmentNames(labels)
+    profiles["segment_name"] = [labels[int(j)] for j in profiles["cluster"]]
     pipeline = PipelineModel(stages=[*prep.stages, model])
     version = (
         log_and_register_spark_model(
@@ -577,8 +577,6 @@ def finish(
         if cfg.register_model
         else None
     )
-    final_labels = model.transform(scaled)
-    profiles = cluster_profiles(final_labels, profile_cols, dict(enumerate(model.getSegmentNames() or [])))
     centres = np.array(model.clusterCentres())
     for i, c in enumerate(numeric_inputs(cfg)):
         profiles[c] = [centres[int(j), i] for j in profiles["cluster"]]
@@ -613,7 +611,8 @@ def finish(
         tables.write(ctx.spark.createDataFrame(stability), "gold.segment_stability")
         chosen_stability = stability.loc[stability["chosen"]]
     if persona:
-        counts = pd.DataFrame(final_labels.groupBy(persona[0], "segment_name").count().toPandas())
+        counts = pd.DataFrame(final_labels.groupBy(persona[0], "segment").count().toPandas())
+        counts["segment_name"] = [labels[int(j)] for j in counts.pop("segment")]
         counts = counts.rename(columns={persona[0]: "legacy_persona", "count": "customers"})
         counts["share_of_persona"] = counts["customers"] / counts.groupby("legacy_persona")[
             "customers"

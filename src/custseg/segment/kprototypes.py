@@ -34,7 +34,14 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.storagelevel import StorageLevel
 
-from custseg.segment.blocks import MAX_CATEGORY_VALUES, ColumnBlocks, PassStatistics, too_many_values
+from custseg.segment.blocks import (
+    MAX_CATEGORY_VALUES,
+    ColumnBlocks,
+    PassStatistics,
+    block_dissimilarity,
+    encode_categories,
+    too_many_values,
+)
 from custseg.segment.persist import ModelDataPersistence
 
 log = logging.getLogger(__name__)
@@ -121,19 +128,10 @@ def with_nearest(df: DataFrame, distances: Sequence[str], j_col: str, d_col: str
 def local_dissimilarity(
     x_num: np.ndarray, x_cat: np.ndarray, centres: np.ndarray, modes: np.ndarray, gamma: float
 ) -> np.ndarray:
-    """n x k matrix of the same dissimilarity on the driver (categoricals as int codes)."""
-    num = ((x_num[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2)
-    cat = (x_cat[:, None, :] != modes[None, :, :]).sum(axis=2)
-    return np.asarray(num + gamma * cat, dtype=float)
-
-
-def encode_categories(values: np.ndarray, vocab: Sequence[Sequence[str]]) -> np.ndarray:
-    """String categoricals as codes into ``vocab`` (per column; unknown values get -1)."""
-    out = np.full(values.shape, -1, dtype=np.int64)
-    for j, words in enumerate(vocab):
-        index = {w: i for i, w in enumerate(words)}
-        out[:, j] = [index.get(v, -1) for v in values[:, j]]
-    return out
+    """n x k matrix of the same dissimilarity on the driver, rows as matrix rows
+    (categoricals as int codes): the blocks' function, so the terms add up in the same
+    order on the driver, on the executors and in the SQL expression."""
+    return block_dissimilarity(x_num.T, x_cat.T, centres, modes, gamma)
 
 
 # --- params -----------------------------------------------------------------------------

@@ -22,7 +22,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.storagelevel import StorageLevel
 
-from custseg.segment.kprototypes import KPrototypes, dissimilarity_columns, encode_categories
+from custseg.segment.blocks import encode_categories
+from custseg.segment.kprototypes import KPrototypes, dissimilarity_columns
 
 log = logging.getLogger(__name__)
 
