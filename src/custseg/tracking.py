@@ -191,6 +191,8 @@ def candidate_run(parent: StageRun, name: str, params: Mapping[str, Any]) -> Ite
         yield StageRun(id=parent.id, stage=parent.stage)
         return
     with mlflow.start_run(
+        # the stage's experiment, named: without it MLflow files the run under "Default"
+        experiment_id=MlflowClient().get_run(parent.mlflow_run_id).info.experiment_id,
         run_name=name,
         nested=True,
         tags={RUN_TAG: parent.id, STAGE_TAG: parent.stage, "custseg.candidate": name},
