@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 from kmodes.kprototypes import KPrototypes as KmodesKPrototypes
+from mlflow.tracking import MlflowClient
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -336,6 +338,7 @@ def test_segment_stage_and_scoring_on_the_tiny_preset(spark: SparkSession, tmp_p
             "segment.k_max=4",
             "segment.bootstrap_resamples=2",
             "segment.comparators=[kmeans]",
+            "segment.comparator_rows=1000",
         ],
     )
     world = generate_world(spark, cfg.generate, seed=cfg.run.seed)
@@ -387,6 +390,12 @@ def test_segment_stage_and_scoring_on_the_tiny_preset(spark: SparkSession, tmp_p
         assert chosen["k"].iloc[0] == kp.loc[kp["all_stable"].astype(bool), "k"].max()
     else:  # none stable: the best silhouette
         assert chosen["silhouette"].iloc[0] == kp["silhouette"].max()
+    mlflow.set_tracking_uri(cfg.tracking.uri)
+    comparator = MlflowClient().search_runs(
+        [mlflow.get_experiment_by_name(cfg.tracking.experiment).experiment_id],
+        filter_string="tags.`custseg.candidate` = 'kmeans k=3'",
+    )[0]
+    assert 800 < int(comparator.data.params["fit_rows"]) < 1200  # fitted on the seeded sample
     stability = store.read("gold.segment_stability").toPandas()
     assert set(stability["k"]) == {3, 4} and stability["jaccard_mean"].between(0, 1).all()
     crosstab = store.read("gold.segment_persona_crosstab").toPandas()

@@ -36,7 +36,7 @@ from pyspark.ml.feature import (
     VectorAssembler,
 )
 from pyspark.ml.linalg import Vectors
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.storagelevel import StorageLevel
 
@@ -260,31 +260,72 @@ def onehot_features(cfg: SegmentConfig, scaled: DataFrame, gamma: float) -> Pipe
     return PipelineModel(stages=[*encoders.stages, product])
 
 
+@dataclass
+class ComparatorData:
+    """The comparators' one-hot vectors: all rows (scored), the rows they are fitted on
+    (a seeded sample of about ``comparator_rows``, or all) and the silhouette sample."""
+
+    vectors: DataFrame
+    fit_vectors: DataFrame
+    sample_vectors: DataFrame
+    fit_rows: int
+
+    @classmethod
+    def prepare(
+        cls,
+        cfg: SegmentConfig,
+        spark: SparkSession,
+        scaled: DataFrame,
+        sample: pd.DataFrame,
+        gamma: float,
+        n: int,
+        seed: int,
+    ) -> ComparatorData:
+        encoder = onehot_features(cfg, scaled, gamma)
+        vectors = encoder.transform(
+            scaled.select(KEY, *numeric_inputs(cfg), *categorical_inputs(cfg))
+        ).persist(StorageLevel.MEMORY_AND_DISK)
+        fit_vectors, fit_rows = vectors, n
+        if 0 < cfg.comparator_rows < n:
+            fit_vectors = vectors.sample(fraction=cfg.comparator_rows / n, seed=seed).persist(
+                StorageLevel.MEMORY_AND_DISK
+            )
+            fit_rows = fit_vectors.count()
+        sample_vectors = encoder.transform(spark.createDataFrame(sample)).cache()
+        log.info("segment: comparators fitted on %d of %d rows", fit_rows, n)
+        return cls(vectors, fit_vectors, sample_vectors, fit_rows)
+
+    def unpersist(self) -> None:
+        for frame in {id(f): f for f in (self.vectors, self.fit_vectors, self.sample_vectors)}.values():
+            frame.unpersist()
+
+
 def fit_comparator(
     cfg: SegmentConfig,
     algorithm: str,
-    vectors: DataFrame,
-    sample_vectors: DataFrame,
+    data: ComparatorData,
     sample: pd.DataFrame,
     k: int,
     gamma: float,
     seed: int,
     run: StageRun,
 ) -> Candidate:
-    """One MLlib algorithm at k, scored with k-prototypes' cost and silhouette."""
+    """One MLlib algorithm at k, fitted on ``data.fit_vectors``; its partition of all rows
+    scored with k-prototypes' cost, and its silhouette on the common sample."""
     estimators: dict[str, Any] = {
         "kmeans": KMeans(k=k, seed=seed, maxIter=cfg.comparator_max_iter),
         "bisecting_kmeans": BisectingKMeans(k=k, seed=seed, maxIter=cfg.comparator_max_iter),
         "gaussian_mixture": GaussianMixture(k=k, seed=seed, maxIter=cfg.comparator_max_iter),
     }
     estimator = estimators[algorithm].setFeaturesCol("features").setPredictionCol("_label")
-    with candidate_run(run, f"{algorithm} k={k}", {"algorithm": algorithm, "k": k, "seed": seed}) as child:
+    params = {"algorithm": algorithm, "k": k, "seed": seed, "fit_rows": data.fit_rows}
+    with candidate_run(run, f"{algorithm} k={k}", params) as child:
         started = time.perf_counter()
-        model = estimator.fit(vectors)
+        model = estimator.fit(data.fit_vectors)
         cost = partition_cost(
-            model.transform(vectors), "_label", numeric_inputs(cfg), categorical_inputs(cfg), gamma
+            model.transform(data.vectors), "_label", numeric_inputs(cfg), categorical_inputs(cfg), gamma
         )
-        labelled = model.transform(sample_vectors).select(KEY, "_label").toPandas()
+        labelled = model.transform(data.sample_vectors).select(KEY, "_label").toPandas()
         labels = sample[[KEY]].merge(labelled, on=KEY, how="left")["_label"].to_numpy()
         silhouette = mixed_silhouette(
             sample[numeric_inputs(cfg)].to_numpy(float),
@@ -503,25 +544,16 @@ def sweep(
 ) -> list[Candidate]:
     """Every k: k-prototypes, then the comparators on one-hot vectors."""
     candidates = []
-    vectors = sample_vectors = None
-    if cfg.comparators:
-        encoder = onehot_features(cfg, scaled, gamma)
-        vectors = encoder.transform(
-            scaled.select(KEY, *numeric_inputs(cfg), *categorical_inputs(cfg))
-        ).persist(StorageLevel.MEMORY_AND_DISK)
-        sample_vectors = encoder.transform(ctx.spark.createDataFrame(sample)).cache()
+    data = ComparatorData.prepare(cfg, ctx.spark, scaled, sample, gamma, n, seed) if cfg.comparators else None
     try:
         for k in range(cfg.k_min, cfg.k_max + 1):
             candidates.append(fit_kprototypes(cfg, scaled, sample, k, gamma, seed, n, ctx.run))
             for algorithm in cfg.comparators:
-                assert vectors is not None and sample_vectors is not None
-                candidates.append(
-                    fit_comparator(cfg, algorithm, vectors, sample_vectors, sample, k, gamma, seed, ctx.run)
-                )
+                assert data is not None
+                candidates.append(fit_comparator(cfg, algorithm, data, sample, k, gamma, seed, ctx.run))
     finally:
-        if vectors is not None and sample_vectors is not None:
-            vectors.unpersist()
-            sample_vectors.unpersist()
+        if data is not None:
+            data.unpersist()
     return candidates
 
 
