@@ -41,6 +41,17 @@ def splink_jar() -> str:
     return str(similarity_jar_location())
 
 
+def _submitted_jars() -> list[str]:
+    """spark.jars of the JVM spark-submit started (none when this process starts its own:
+    asking earlier would start the gateway before ``spark.jars.packages`` is set)."""
+    if not os.environ.get("PYSPARK_GATEWAY_PORT"):
+        return []
+    from pyspark import SparkConf, SparkContext
+
+    SparkContext._ensure_initialized()  # connect to that JVM: SparkConf() alone reads no JVM
+    return [j for j in (SparkConf().get("spark.jars") or "").split(",") if j]
+
+
 def build_session(cfg: SparkConfig, extra_jars: list[str] | None = None) -> SparkSession:
     """Build (or return the running) SparkSession for custseg.
 
@@ -59,7 +70,10 @@ def build_session(cfg: SparkConfig, extra_jars: list[str] | None = None) -> Spar
     builder = SparkSession.builder.appName(cfg.app_name)
     if cfg.master:
         builder = builder.master(cfg.master)
-    jars = [splink_jar(), *(extra_jars or [])]
+    # Under spark-submit the JVM already holds spark.jars (--jars, and the jars --packages
+    # resolved, Delta's among them): setting spark.jars here replaced that list, so
+    # executors on a cluster lacked Delta's classes. Keep what spark-submit set.
+    jars = [*_submitted_jars(), splink_jar(), *(extra_jars or [])]
     # CUSTSEG_JARS_DIR is where `make jars-mvn` puts Delta's jars on a machine whose
     # Ivy cannot reach Maven Central; the config key wins when both are set.
     jars_dir = cfg.jars_dir or os.environ.get("CUSTSEG_JARS_DIR")
