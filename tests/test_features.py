@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +17,7 @@ from pyspark.sql import functions as F
 
 from custseg.config import FeaturesConfig, load_config
 from custseg.features import (
+    DEFAULT_WINDOWS,
     EventTables,
     build_customer_features,
     build_feature_snapshots,
@@ -24,6 +25,7 @@ from custseg.features import (
     event_totals,
     month_end_snapshots,
 )
+from custseg.features.core import SnapshotPlan
 from custseg.generate import generate_world
 from custseg.pipeline import run_stage
 from custseg.tables import TableStore
@@ -248,6 +250,33 @@ def test_month_end_snapshots() -> None:
         date(2026, 2, 15),
     ]
     assert month_end_snapshots("2026-01-01", 1) == [date(2025, 12, 1), date(2026, 1, 1)]
+
+
+def test_segments_hold_dense_usage_exactly(spark: SparkSession) -> None:
+    """Usage on every day for 3.5 years by two records of one customer (so every day is
+    counted once though it has two rows), and on every third day by another: active days
+    and sessions per window at 13 month-end snapshots equal a direct count per window.
+    Segments are at most 63 days (a day bit each) and every ring bound is a cut."""
+    snapshots = month_end_snapshots("2026-11-01", 12)
+    plan = SnapshotPlan.of(snapshots, DEFAULT_WINDOWS, 90)
+    cuts = plan.cuts
+    assert all(0 < (b - a).days <= 63 for a, b in zip(cuts, cuts[1:], strict=False))
+    assert {d - timedelta(days=b) for d in snapshots for b in (0, *plan.bounds)} <= set(cuts)
+    first = date(2023, 5, 1)
+    days = [first + timedelta(days=i) for i in range(1300)]
+    rows = [("web", "a", d, 1, 1, 1.0, 1) for d in days] + [("app", "b", d, 2, 1, 1.0, 1) for d in days]
+    rows += [("web", "c", d, 1, 1, 1.0, 1) for d in days[::3]]
+    usage = spark.createDataFrame(rows, USAGE)
+    imap = spark.createDataFrame([("web", "a", "A"), ("app", "b", "A"), ("web", "c", "C")], IMAP)
+    tx = spark.createDataFrame([], TX)
+    ours = build_feature_snapshots(tx, imap, usage=usage, snapshot_dates=snapshots).collect()
+    assert len(ours) == 2 * len(snapshots)
+    for row in ours:
+        d, every = row["snapshot_date"], 1 if row["customer_id"] == "A" else 3
+        for w in DEFAULT_WINDOWS:
+            in_window = [x for x in days[::every] if d - timedelta(days=w) <= x < d]
+            assert row[f"active_days_{w}d"] == len(in_window), (row["customer_id"], d, w)
+            assert row[f"sessions_{w}d"] == len(in_window) * (3 if every == 1 else 1), (d, w)
 
 
 # --- the tiny preset ------------------------------------------------------------------

@@ -1,10 +1,12 @@
 """Customer features per customer and snapshot date, from the events and the identity map.
 
-One pass over each event table (`event_totals`): projected onto a narrow schema, joined
-once to the identity map, each row exploded to the snapshots whose longest window holds
-it and summed per (customer, snapshot, ring), where the rings are the bands between
-consecutive window bounds (the windows are nested, so each is a union of rings). A second
-``groupBy`` over the few ring rows of a customer gives every window as conditional sums.
+One aggregation over all event tables (`event_totals`): projected onto a narrow schema,
+unioned, joined once to the identity map and summed per (customer, segment), where the
+segments are the intervals between the cuts of every snapshot D and every D - bound (the
+window and trend bounds), at most 63 days long. No row is repeated. Each segment lies in
+one ring of each snapshot (the bands between consecutive bounds; the windows are nested,
+so each is a union of rings), so a second ``groupBy`` over the few segment rows, each
+repeated once per snapshot whose horizon holds it, gives every window as conditional sums.
 Lifetime purchase features (first and last purchase, gaps, dominant channel) come from the
 orders alone, which are few. Everything is exact to the calendar day (session time zone,
 UTC by config): a snapshot at D uses events with day < D; a window of w days is
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from datetime import date
+from datetime import date, timedelta
 
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Window
@@ -24,6 +26,8 @@ from pyspark.sql import functions as F
 DEFAULT_WINDOWS = (30, 90, 180, 365, 1095)
 KEY = ("source_system", "source_id")
 STATUS_MAPPED, STATUS_UNMAPPED, STATUS_ANONYMOUS = "mapped", "unmapped", "anonymous"
+# Longest segment (days): a segment's usage days are the bits of one bigint (bits 0..62).
+MAX_SEGMENT_DAYS = 63
 
 # The event tables, in output order; event_totals has a row count ``n_<table>`` of each
 # table given (also for the mapping report).
@@ -150,7 +154,7 @@ def _customer_keys(identity_map: DataFrame) -> DataFrame:
 
 
 def _day_aggregate(measure: str) -> Column:
-    """How a day measure combines: the largest daily value for maxima, else the sum."""
+    """How a measure combines over rows: the largest value for maxima, else the sum."""
     return (F.max(measure) if measure in WINDOW_MAX.values() else F.sum(measure)).alias(measure)
 
 
@@ -223,6 +227,24 @@ class SnapshotPlan:
         """Upper bounds (days ago) of the rings every window and the trend are unions of."""
         return sorted({*self.windows, self.trend_days, 2 * self.trend_days})
 
+    @property
+    def cuts(self) -> list[date]:
+        """The calendar days that split time into segments: every snapshot D and every
+        D - bound, with extra cuts so no segment is longer than ``MAX_SEGMENT_DAYS``.
+
+        The segments are the intervals between consecutive cuts; the last cut is the
+        last snapshot, where time after it is no longer needed. Because every ring bound
+        of every snapshot is a cut, each segment lies in exactly one ring of each
+        snapshot (or outside its horizon): summing rows per segment loses nothing.
+        """
+        points = sorted({d - timedelta(days=b) for d in self.dates for b in (0, *self.bounds)})
+        cuts = [points[0]]
+        for point in points[1:]:
+            while (point - cuts[-1]).days > MAX_SEGMENT_DAYS:
+                cuts.append(cuts[-1] + timedelta(days=MAX_SEGMENT_DAYS))
+            cuts.append(point)
+        return cuts
+
 
 def _mapping_status() -> Column:
     return (
@@ -232,32 +254,19 @@ def _mapping_status() -> Column:
     )
 
 
-def _table_totals(name: str, rows: DataFrame, plan: SnapshotPlan) -> DataFrame:
-    """One table's rows summed per (customer_id, snapshot_date, ring, mapping_status).
+def segment_of(cuts: Sequence[date], day: Column) -> Column:
+    """The start of the segment holding ``day`` (the greatest cut <= day), null before
+    the first cut and on or after the last: a balanced tree of comparisons, so a row
+    costs about log2(len(cuts)) of them."""
 
-    Each row also lands once in a snapshot-less "marker" group (snapshot_date and ring
-    null) holding the table's row count and first day per customer and status: the
-    mapping report and the customers' first event days come from those groups, in the
-    same pass. Only mapped rows are exploded to the snapshots whose longest ring holds
-    them.
-    """
-    bounds = plan.bounds
-    snapshots = snapshots_holding(plan.dates, horizon_days=bounds[-1])
-    targets = F.concat(
-        F.array(F.lit(None).cast("date")),
-        F.when(F.col("mapping_status") == STATUS_MAPPED, snapshots).otherwise(F.array().cast("array<date>")),
-    )
-    exploded = (
-        rows.withColumn("snapshot_date", F.explode(targets))
-        .withColumn("days_ago", F.datediff("snapshot_date", "day"))
-        .withColumn("ring", ring_of(bounds))
-    )
-    measures = [c for c in rows.columns if c not in ("customer_id", "day", "mapping_status")]
-    aggs = [_day_aggregate(m) for m in measures]
-    aggs.append(F.min("day").alias("first_day"))
-    if name == "product_usage":  # rows are customer-days here
-        aggs.append(F.count("*").alias("active_days_count"))
-    return exploded.groupBy("customer_id", "snapshot_date", "ring", "mapping_status").agg(*aggs)
+    def floor(lo: int, hi: int) -> Column:  # cuts[lo] <= day < cuts[hi]
+        if hi - lo == 1:
+            return F.lit(cuts[lo])
+        mid = (lo + hi) // 2
+        return F.when(day < F.lit(cuts[mid]), floor(lo, mid)).otherwise(floor(mid, hi))
+
+    inside = (day >= F.lit(cuts[0])) & (day < F.lit(cuts[-1]))
+    return F.when(inside, floor(0, len(cuts) - 1)) if len(cuts) > 1 else F.lit(None).cast("date")
 
 
 def event_totals(
@@ -268,36 +277,46 @@ def event_totals(
     windows_days: Sequence[int] = DEFAULT_WINDOWS,
     trend_days: int = 90,
 ) -> DataFrame:
-    """Every event table joined once to the identity map and summed per (customer_id,
-    snapshot_date, ring, mapping_status), plus the snapshot-less marker groups.
+    """Every event row joined once to the identity map and summed per (customer_id,
+    mapping_status, segment_start), in one aggregation over all the event tables.
 
-    Columns: customer_id, snapshot_date, ring, mapping_status, first_day, ``n_<table>``
-    and the measures of the tables given (others absent). Events whose key maps to no
-    customer keep customer_id null with mapping_status ``unmapped`` (``anonymous`` for a
-    touch without a source id), so they are counted, not lost. Product usage is first
-    summed per customer and day (two records of one customer active on one day make one
-    active day); the other tables need no day grouping, their features are sums.
+    The segments are the intervals between the cuts of ``SnapshotPlan.cuts``; rows
+    before the first cut or on or after the last snapshot have a null segment_start and
+    are summed too (they count in the mapping report and in the first event day).
+    Columns: customer_id, mapping_status, segment_start, first_day, ``n_<table>`` and the
+    measures of the tables given (others absent; null where a group has no row of the
+    table), and for product usage ``active_days_count``, the distinct days with usage in
+    the segment (a bit per day ORed over the customer's records, then counted). Events
+    whose key maps to no customer keep customer_id null with mapping_status
+    ``unmapped`` (``anonymous`` for a touch without a source id), so they are counted,
+    not lost. No row is repeated: each lands in one segment.
     """
     plan = SnapshotPlan.of(snapshot_dates, windows_days, trend_days)
-    id_map = _customer_keys(identity_map)
-    parts = []
-    for name, df in events.present().items():
-        narrow = _narrow(name, df)
-        rows = narrow.join(id_map, on=list(KEY), how="left").select(
-            "customer_id",
-            "day",
-            _mapping_status().alias("mapping_status"),
-            *[c for c in narrow.columns if c not in (*KEY, "day")],
+    cuts = plan.cuts
+    present = events.present()
+    narrow = None
+    for name, df in present.items():
+        part = _narrow(name, df)
+        narrow = part if narrow is None else narrow.unionByName(part, allowMissingColumns=True)
+    assert narrow is not None
+    rows = narrow.join(_customer_keys(identity_map), on=list(KEY), how="left").select(
+        "customer_id",
+        "day",
+        _mapping_status().alias("mapping_status"),
+        segment_of(cuts, F.col("day")).alias("segment_start"),
+        *[c for c in narrow.columns if c not in (*KEY, "day")],
+    )
+    measures = [c for c in narrow.columns if c not in (*KEY, "day")]
+    aggs = [_day_aggregate(m) for m in measures]
+    aggs.append(F.min("day").alias("first_day"))
+    if "product_usage" in present:
+        day_bit = F.expr("shiftleft(CAST(1 AS BIGINT), datediff(day, segment_start))")
+        aggs.append(F.bit_or(F.when(F.col("n_product_usage").isNotNull(), day_bit)).alias("_usage_days"))
+    totals = rows.groupBy("customer_id", "mapping_status", "segment_start").agg(*aggs)
+    if "product_usage" in present:
+        totals = totals.withColumn("active_days_count", F.bit_count("_usage_days").cast("long")).drop(
+            "_usage_days"
         )
-        if name == "product_usage":
-            measures = [c for c in rows.columns if c not in ("customer_id", "day", "mapping_status")]
-            rows = rows.groupBy("customer_id", "day", "mapping_status").agg(
-                *[_day_aggregate(m) for m in measures]
-            )
-        parts.append(_table_totals(name, rows, plan))
-    totals = parts[0]
-    for part in parts[1:]:
-        totals = totals.unionByName(part, allowMissingColumns=True)
     return totals
 
 
@@ -315,10 +334,9 @@ def mapped_orders(transactions: DataFrame, identity_map: DataFrame) -> DataFrame
 
 def event_mapping_report(totals: DataFrame) -> DataFrame:
     """Per event table: events, mapped, unmapped and anonymous row counts (a tiny table),
-    from the marker groups of ``event_totals``."""
+    from ``event_totals``."""
     tables = [t for t in EVENT_TABLES if f"n_{t}" in totals.columns]
-    markers = totals.where(F.col("snapshot_date").isNull())
-    agg = markers.groupBy("mapping_status").agg(*[F.sum(f"n_{t}").alias(t) for t in tables])
+    agg = totals.groupBy("mapping_status").agg(*[F.sum(f"n_{t}").alias(t) for t in tables])
     stacked = agg.select(
         "mapping_status",
         F.explode(F.array(*[F.struct(F.lit(t).alias("table"), F.col(t).alias("n")) for t in tables])).alias(
@@ -337,9 +355,12 @@ def event_mapping_report(totals: DataFrame) -> DataFrame:
     )
 
 
-def snapshots_holding(snapshot_dates: Sequence[date], horizon_days: int | None = None) -> Column:
-    """The snapshot dates D with day < D (and day >= D - horizon_days), as an array."""
-    day = F.col("day")
+def snapshots_holding(
+    snapshot_dates: Sequence[date], horizon_days: int | None = None, day: Column | None = None
+) -> Column:
+    """The snapshot dates D with day < D (and day >= D - horizon_days), as an array;
+    ``day`` defaults to the column ``day``."""
+    day = F.col("day") if day is None else day
 
     def holds(d: Column) -> Column:
         before = day < d
@@ -518,16 +539,21 @@ def features_from_totals(
     plan = SnapshotPlan.of(snapshot_dates, windows_days, trend_days)
     dates, windows = list(plan.dates), list(plan.windows)
     tables = [t for t in EVENT_TABLES if f"n_{t}" in totals.columns]
+    bounds = plan.bounds
     mapped = totals.where(F.col("mapping_status") == STATUS_MAPPED)
-    first_seen = (
-        mapped.where(F.col("snapshot_date").isNull())
-        .groupBy("customer_id")
-        .agg(F.min("first_day").alias("day"))
-    )
+    first_seen = mapped.groupBy("customer_id").agg(F.min("first_day").alias("day"))
     spine = explode_to_snapshots(first_seen, dates).select(
         "customer_id", "snapshot_date", F.col("day").alias("first_event_date")
     )
-    rings = mapped.where(F.col("snapshot_date").isNotNull())
+    # Each segment to the snapshots whose horizon holds it, in the ring it lies in there.
+    start = F.col("segment_start")
+    holding = snapshots_holding(dates, horizon_days=bounds[-1], day=start)
+    rings = (
+        mapped.where(start.isNotNull())
+        .withColumn("snapshot_date", F.explode(holding))
+        .withColumn("days_ago", F.datediff("snapshot_date", start))
+        .withColumn("ring", ring_of(bounds))
+    )
     windowed = rings.groupBy("customer_id", "snapshot_date").agg(
         *_window_aggregates(rings, windows, trend_days)
     )
