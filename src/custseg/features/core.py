@@ -26,8 +26,6 @@ from pyspark.sql import functions as F
 DEFAULT_WINDOWS = (30, 90, 180, 365, 1095)
 KEY = ("source_system", "source_id")
 STATUS_MAPPED, STATUS_UNMAPPED, STATUS_ANONYMOUS = "mapped", "unmapped", "anonymous"
-# The key of event_totals' rows.
-SEGMENT_KEY = ("customer_id", "mapping_status", "segment_start")
 # Longest segment (days): a segment's usage days are the bits of one bigint (bits 0..62).
 MAX_SEGMENT_DAYS = 63
 
@@ -314,7 +312,7 @@ def event_totals(
     if "product_usage" in present:
         day_bit = F.expr("shiftleft(CAST(1 AS BIGINT), datediff(day, segment_start))")
         aggs.append(F.bit_or(F.when(F.col("n_product_usage").isNotNull(), day_bit)).alias("_usage_days"))
-    totals = rows.groupBy(*SEGMENT_KEY).agg(*aggs)
+    totals = rows.groupBy("customer_id", "mapping_status", "segment_start").agg(*aggs)
     if "product_usage" in present:
         totals = totals.withColumn("active_days_count", F.bit_count("_usage_days").cast("long")).drop(
             "_usage_days"
@@ -454,39 +452,20 @@ def dominant_values(orders: DataFrame, snapshot_dates: Sequence[date], columns: 
     """Per (customer_id, snapshot_date): each column's most frequent value over the orders
     before the snapshot; ties go to the alphabetically first value.
 
-    ``orders`` has customer_id, day and ``columns``. The columns are stacked into one
-    (column, value) pair per order, counted once per first snapshot after the order (so
-    the orders of the years before the first snapshot make one row per value), those
-    counts repeated to every later snapshot and summed; the winner is the minimum of
-    (-count, value) per column: plain hash aggregates, one pass for all columns.
+    ``orders`` has customer_id, day and ``columns``. Counting per value and taking the
+    minimum of (-count, value) keeps every aggregate a plain hash aggregate.
     """
-    dates = sorted(snapshot_dates)
-    pairs = F.array(
-        *[F.struct(F.lit(c).alias("column"), F.col(c).cast("string").alias("value")) for c in columns]
-    )
-    counts = (
-        orders.select("customer_id", "day", F.explode(pairs).alias("kv"))
-        .where(F.col("kv.value").isNotNull())
-        .withColumn("first_snapshot", F.try_element_at(snapshots_holding(dates), F.lit(1)))
-        .where(F.col("first_snapshot").isNotNull())
-        .groupBy("customer_id", "first_snapshot", "kv.column", "kv.value")
-        .count()
-    )
-    later = F.filter(F.array(*[F.lit(d) for d in dates]), lambda d: d >= F.col("first_snapshot"))
-    per_snapshot = (
-        counts.withColumn("snapshot_date", F.explode(later))
-        .groupBy("customer_id", "snapshot_date", "column", "value")
-        .agg(F.sum("count").alias("n"))
-    )
-    best = per_snapshot.groupBy("customer_id", "snapshot_date").agg(
-        *[
-            F.min(F.when(F.col("column") == c, F.struct((-F.col("n")).alias("n"), F.col("value").alias("v"))))
-            .getField("v")
-            .alias(f"dominant_{c}")
-            for c in columns
-        ]
-    )
-    return best
+    exploded = explode_to_snapshots(orders, snapshot_dates)
+    out = None
+    for c in columns:
+        counts = exploded.where(F.col(c).isNotNull()).groupBy("customer_id", "snapshot_date", c).count()
+        best = counts.groupBy("customer_id", "snapshot_date").agg(
+            F.min(F.struct((-F.col("count")).alias("n"), F.col(c).alias("v"))).alias("best")
+        )
+        best = best.select("customer_id", "snapshot_date", F.col("best.v").alias(f"dominant_{c}"))
+        out = best if out is None else out.join(best, on=["customer_id", "snapshot_date"], how="full")
+    assert out is not None
+    return out
 
 
 def customer_attributes(
@@ -566,18 +545,14 @@ def features_from_totals(
     spine = explode_to_snapshots(first_seen, dates).select(
         "customer_id", "snapshot_date", F.col("day").alias("first_event_date")
     )
-    # Each segment to the snapshots whose horizon holds it, summed per ring it lies in
-    # there (plain sums over many rows), then the windows as conditional sums over the
-    # few ring rows of each customer and snapshot.
+    # Each segment to the snapshots whose horizon holds it, in the ring it lies in there.
     start = F.col("segment_start")
     holding = snapshots_holding(dates, horizon_days=bounds[-1], day=start)
-    measures = [c for c in totals.columns if c not in (*SEGMENT_KEY, "first_day")]
     rings = (
         mapped.where(start.isNotNull())
         .withColumn("snapshot_date", F.explode(holding))
         .withColumn("days_ago", F.datediff("snapshot_date", start))
-        .groupBy("customer_id", "snapshot_date", ring_of(bounds).alias("ring"))
-        .agg(*[_day_aggregate(m) for m in measures])
+        .withColumn("ring", ring_of(bounds))
     )
     windowed = rings.groupBy("customer_id", "snapshot_date").agg(
         *_window_aggregates(rings, windows, trend_days)
