@@ -299,14 +299,14 @@ def event_totals(
         part = _narrow(name, df)
         narrow = part if narrow is None else narrow.unionByName(part, allowMissingColumns=True)
     assert narrow is not None
+    measures = [c for c in narrow.columns if c not in (*KEY, "day")]
     rows = narrow.join(_customer_keys(identity_map), on=list(KEY), how="left").select(
         "customer_id",
         "day",
         _mapping_status().alias("mapping_status"),
         segment_of(cuts, F.col("day")).alias("segment_start"),
-        *[c for c in narrow.columns if c not in (*KEY, "day")],
+        *measures,
     )
-    measures = [c for c in narrow.columns if c not in (*KEY, "day")]
     aggs = [_day_aggregate(m) for m in measures]
     aggs.append(F.min("day").alias("first_day"))
     if "product_usage" in present:
@@ -369,10 +369,14 @@ def snapshots_holding(
     return F.filter(F.array(*[F.lit(d) for d in snapshot_dates]), holds)
 
 
-def explode_to_snapshots(df: DataFrame, snapshot_dates: Sequence[date]) -> DataFrame:
-    """Each row once per snapshot D with day < D, with its days_ago."""
-    return df.withColumn("snapshot_date", F.explode(snapshots_holding(snapshot_dates))).withColumn(
-        "days_ago", F.datediff("snapshot_date", "day")
+def explode_to_snapshots(
+    df: DataFrame, snapshot_dates: Sequence[date], horizon_days: int | None = None, day: str = "day"
+) -> DataFrame:
+    """Each row once per snapshot D with ``day`` < D (and ``day`` >= D - horizon_days),
+    with its days_ago."""
+    holding = snapshots_holding(snapshot_dates, horizon_days, day=F.col(day))
+    return df.withColumn("snapshot_date", F.explode(holding)).withColumn(
+        "days_ago", F.datediff("snapshot_date", day)
     )
 
 
@@ -546,13 +550,9 @@ def features_from_totals(
         "customer_id", "snapshot_date", F.col("day").alias("first_event_date")
     )
     # Each segment to the snapshots whose horizon holds it, in the ring it lies in there.
-    start = F.col("segment_start")
-    holding = snapshots_holding(dates, horizon_days=bounds[-1], day=start)
-    rings = (
-        mapped.where(start.isNotNull())
-        .withColumn("snapshot_date", F.explode(holding))
-        .withColumn("days_ago", F.datediff("snapshot_date", start))
-        .withColumn("ring", ring_of(bounds))
+    segments = mapped.where(F.col("segment_start").isNotNull())
+    rings = explode_to_snapshots(segments, dates, horizon_days=bounds[-1], day="segment_start").withColumn(
+        "ring", ring_of(bounds)
     )
     windowed = rings.groupBy("customer_id", "snapshot_date").agg(
         *_window_aggregates(rings, windows, trend_days)
