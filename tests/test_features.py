@@ -252,6 +252,36 @@ def test_month_end_snapshots() -> None:
     assert month_end_snapshots("2026-01-01", 1) == [date(2025, 12, 1), date(2026, 1, 1)]
 
 
+def test_per_customer_steps_add_no_shuffle_by_snapshot(
+    spark: SparkSession, hand: Hand, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The event totals are cached hash-partitioned by customer, so the windows, the spine,
+    the lifetime purchases, the attributes and their joins on (customer_id, snapshot_date)
+    shuffle nothing by snapshot (the joins of 13 snapshots' frames were the costly
+    shuffles); the session's adaptive setting is as it was."""
+    before = spark.conf.get("spark.sql.adaptive.enabled")
+    features = build_feature_snapshots(
+        hand.tx,
+        hand.imap,
+        support=hand.support,
+        usage=hand.usage,
+        touches=hand.touches,
+        attributes=hand.attributes,
+        snapshot_dates=[D - timedelta(days=31), D],
+        categorical_attributes=["plan", "region"],
+        numeric_attributes=["acquisition_cost"],
+    )
+    assert spark.conf.get("spark.sql.adaptive.enabled") == before
+    capsys.readouterr()
+    features.explain()
+    plan = capsys.readouterr().out
+    exchanges = [line for line in plan.splitlines() if "Exchange hashpartitioning" in line]
+    assert any("REPARTITION_BY_COL" in line for line in exchanges)  # the totals' own shuffle
+    assert not [line for line in exchanges if "snapshot_date" in line]
+    assert features.count() == 3  # A at both snapshots, B at D: the plan still runs
+    spark.catalog.clearCache()
+
+
 def test_segments_hold_dense_usage_exactly(spark: SparkSession) -> None:
     """Usage on every day for 3.5 years by two records of one customer (so every day is
     counted once though it has two rows), and on every third day by another: active days

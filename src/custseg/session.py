@@ -95,6 +95,12 @@ def build_session(cfg: SparkConfig, extra_jars: list[str] | None = None) -> Spar
         "spark.driver.extraJavaOptions": java_options,
         "spark.executor.extraJavaOptions": java_options,
         "spark.sql.adaptive.enabled": "true",
+        # A join of frames already hash-partitioned by a prefix of its keys (the feature
+        # frames: by customer_id, joined on customer_id and snapshot_date) keeps that
+        # partitioning instead of shuffling both sides again. Every such prefix here is a
+        # high-cardinality id, so the partitions stay balanced. Reference features,
+        # 13 snapshots: 183 -> 161 s (docs/features.md).
+        "spark.sql.requireAllClusterKeysForCoPartition": "false",
         "spark.sql.shuffle.partitions": str(cfg.shuffle_partitions),
         "spark.ui.enabled": str(cfg.ui_enabled).lower(),
         "spark.databricks.delta.snapshotPartitions": str(max(1, cfg.shuffle_partitions)),

@@ -320,15 +320,32 @@ def event_totals(
     return totals
 
 
+def persist_by_customer(df: DataFrame, storage_level: StorageLevel) -> DataFrame:
+    """``df`` hash-partitioned by customer_id and persisted, planned with adaptive execution
+    off so the cached plan keeps that partitioning: per-customer aggregates and joins over it
+    then need no shuffle (an adaptive cached plan reports an unknown partitioning, measured
+    on Spark 4.0). The session's setting is restored before returning."""
+    spark = df.sparkSession
+    key = "spark.sql.adaptive.enabled"
+    before = spark.conf.get(key) or "true"
+    spark.conf.set(key, "false")
+    try:
+        return df.repartition("customer_id").persist(storage_level)
+    finally:
+        spark.conf.set(key, before)
+
+
 def mapped_orders(transactions: DataFrame, identity_map: DataFrame) -> DataFrame:
     """Orders (positive amounts) with their customer: customer_id, day, amount, channel,
-    product_category."""
+    product_category; hash-partitioned by customer_id, like the totals of
+    ``persist_by_customer``, so joining their per-customer aggregates needs no shuffle."""
     _require(transactions, TABLE_REQUIRED["transactions"], "transactions")
     id_map = _customer_keys(identity_map)
     return (
         transactions.where(F.col("amount") > 0)
         .join(id_map, on=list(KEY), how="inner")
         .select("customer_id", F.to_date("ts").alias("day"), "amount", "channel", "product_category")
+        .repartition("customer_id")
     )
 
 
@@ -494,17 +511,22 @@ def customer_attributes(
         F.array_position(F.array(*[F.lit(s) for s in source_priority]), F.col("source_system")),
         F.lit(len(source_priority) + 1),
     )
-    rows = attributes.join(id_map, on=list(KEY), how="inner").select(
-        "customer_id",
-        priority.alias("priority"),
-        F.explode(
-            F.array(
-                *[
-                    F.struct(F.lit(a).alias("attribute"), F.col(a).cast("string").alias("value"))
-                    for a in names
-                ]
-            )
-        ).alias("kv"),
+    # One shuffle by customer: the counts, the ranking and the pivot below then need none.
+    rows = (
+        attributes.join(id_map, on=list(KEY), how="inner")
+        .repartition("customer_id")
+        .select(
+            "customer_id",
+            priority.alias("priority"),
+            F.explode(
+                F.array(
+                    *[
+                        F.struct(F.lit(a).alias("attribute"), F.col(a).cast("string").alias("value"))
+                        for a in names
+                    ]
+                )
+            ).alias("kv"),
+        )
     )
     counted = (
         rows.where(F.col("kv.value").isNotNull())
@@ -644,9 +666,16 @@ def snapshot_features_and_totals(
     events = EventTables(transactions, support, usage, touches)
     # Two branches read the totals (spine and windows); persisted so the events are
     # scanned and joined once (Spark reuses no exchange across branches whose columns differ).
-    totals = event_totals(
-        events, identity_map, snapshot_dates=snapshot_dates, windows_days=windows_days, trend_days=trend_days
-    ).persist(storage_level)
+    totals = persist_by_customer(
+        event_totals(
+            events,
+            identity_map,
+            snapshot_dates=snapshot_dates,
+            windows_days=windows_days,
+            trend_days=trend_days,
+        ),
+        storage_level,
+    )
     attrs = None
     if attributes is not None:
         numeric = list(numeric_attributes)
