@@ -109,19 +109,20 @@ def hand(spark: SparkSession) -> Hand:
     return Hand(tx, support, usage, touches, attributes, imap)
 
 
+def hand_tables(h: Hand) -> dict[str, object]:
+    """The hand world's tables and attribute lists, as keyword arguments of the builders."""
+    return {
+        "support": h.support,
+        "usage": h.usage,
+        "touches": h.touches,
+        "attributes": h.attributes,
+        "categorical_attributes": ["plan", "region"],
+        "numeric_attributes": ["acquisition_cost"],
+    }
+
+
 def features_of(h: Hand, as_of: date | str = D, **kw: object) -> DataFrame:
-    return build_customer_features(
-        h.tx,
-        h.imap,
-        support=h.support,
-        usage=h.usage,
-        touches=h.touches,
-        attributes=h.attributes,
-        as_of=as_of,
-        categorical_attributes=["plan", "region"],
-        numeric_attributes=["acquisition_cost"],
-        **kw,  # type: ignore[arg-type]
-    )
+    return build_customer_features(h.tx, h.imap, as_of=as_of, **hand_tables(h), **kw)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -263,13 +264,8 @@ def test_per_customer_steps_add_no_shuffle_by_snapshot(
     features = build_feature_snapshots(
         hand.tx,
         hand.imap,
-        support=hand.support,
-        usage=hand.usage,
-        touches=hand.touches,
-        attributes=hand.attributes,
         snapshot_dates=[D - timedelta(days=31), D],
-        categorical_attributes=["plan", "region"],
-        numeric_attributes=["acquisition_cost"],
+        **hand_tables(hand),  # type: ignore[arg-type]
     )
     assert spark.conf.get("spark.sql.adaptive.enabled") == before
     capsys.readouterr()

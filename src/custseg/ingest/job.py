@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -139,6 +141,14 @@ def _last_commit_rows(tables: TableStore, name: str, before: int | None) -> int:
     return int(metrics.get(key, 0))
 
 
+@contextmanager
+def _step(table: str, what: str) -> Iterator[None]:
+    """Log how long one step of a table's ingest took (progress on long runs)."""
+    started = time.perf_counter()
+    yield
+    log.info("%s: %s in %.1f s", table, what, time.perf_counter() - started)
+
+
 def _version(tables: TableStore, name: str) -> int | None:
     return tables.latest_version(name) if tables.exists(name) else None
 
@@ -153,8 +163,9 @@ def ingest_table(
     """Classify, write and reconcile one table; returns its counts."""
     name = f"bronze.{contract.name}"
     report = TableReport(table=contract.name, extra_columns={f.source.name: f.extra_columns for f in frames})
-    for f in frames:
-        report.read[f.source.name] = f.df.count()
+    with _step(name, "counted the rows read"):
+        for f in frames:
+            report.read[f.source.name] = f.df.count()
     checked = check_table(frames, contract, ingest)
     if contract.event:
         checked = (
@@ -167,8 +178,9 @@ def ingest_table(
     dup_keys = duplicate_keys(checked, contract).persist()
     classified = mark_duplicates(checked, dup_keys, contract)
     try:
-        for row in classified.groupBy("_source", "reason").count().collect():  # sources x reasons
-            report.by_reason[(row["_source"], row["reason"] or "accepted")] = int(row["count"])
+        with _step(name, "parsed, checked and classified"):
+            for row in classified.groupBy("_source", "reason").count().collect():  # sources x reasons
+                report.by_reason[(row["_source"], row["reason"] or "accepted")] = int(row["count"])
         accepted = classified.where(F.col("reason").isNull())
         rejected = classified.where(F.col("reason").isNotNull())
         bronze_cols = [*contract.names, *(["is_orphan"] if "is_orphan" in classified.columns else [])]
@@ -200,21 +212,26 @@ def ingest_table(
         else:
             new_rows = out
         before = _version(tables, name)
-        tables.merge(new_rows, name, keys=list(contract.key), when_matched="ignore")
+        with _step(name, "wrote the accepted rows"):
+            tables.merge(new_rows, name, keys=list(contract.key), when_matched="ignore")
         report.inserted = _last_commit_rows(tables, name, before)
         q_before = _version(tables, QUARANTINE)
         quarantine = _quarantine_rows(rejected, contract.name).withColumn("run_id", F.lit(tables.run_id))
-        tables.merge(quarantine, QUARANTINE, keys=QUARANTINE_KEY, when_matched="ignore")
+        with _step(name, "wrote the quarantined rows"):
+            tables.merge(quarantine, QUARANTINE, keys=QUARANTINE_KEY, when_matched="ignore")
         report.quarantined_new = _last_commit_rows(tables, QUARANTINE, q_before)
-        report.quarantined = rejected.count()
-        # Every rejected row must now be in the quarantine table (new or from a rerun).
-        stored = tables.read(QUARANTINE).join(quarantine.select(*QUARANTINE_KEY), QUARANTINE_KEY, "left_semi")
-        if stored.count() != report.quarantined:
-            raise ReconciliationError(
-                f"{name}: {report.quarantined} rows rejected but not all are in {QUARANTINE}"
+        with _step(name, "reconciled the quarantine and counted orphans"):
+            report.quarantined = rejected.count()
+            # Every rejected row must now be in the quarantine table (new or from a rerun).
+            stored = tables.read(QUARANTINE).join(
+                quarantine.select(*QUARANTINE_KEY), QUARANTINE_KEY, "left_semi"
             )
-        if contract.event:
-            report.orphans = accepted.where(F.col("is_orphan")).count()
+            if stored.count() != report.quarantined:
+                raise ReconciliationError(
+                    f"{name}: {report.quarantined} rows rejected but not all are in {QUARANTINE}"
+                )
+            if contract.event:
+                report.orphans = accepted.where(F.col("is_orphan")).count()
     finally:
         dup_keys.unpersist()
         checked.unpersist()
