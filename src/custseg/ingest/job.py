@@ -105,19 +105,23 @@ def check_table(frames: list[SourceFrame], contract: TableContract, ingest: Inge
     )
 
 
-def _quarantine_rows(rejected: DataFrame, table: str) -> DataFrame:
-    raw_hash = F.xxhash64(F.col("_raw"))
+def _quarantine_rows(rejected: DataFrame, contract: TableContract) -> DataFrame:
+    """The quarantine table's rows; ``raw_record`` is the source text of a row that broke a
+    parse or value rule, and for a duplicate (which parsed cleanly) its contract columns
+    as JSON."""
+    raw = F.coalesce(F.col("_raw"), F.to_json(F.struct(*[F.col(n) for n in contract.names])))
+    raw_hash = F.xxhash64(raw)
     occurrence = F.row_number().over(
         Window.partitionBy("_source", "reason", raw_hash).orderBy("_source_file", "_row_hash")
     )
     return rejected.select(
-        F.lit(table).alias("table"),
+        F.lit(contract.name).alias("table"),
         F.col("_source").alias("source"),
         F.col("_source_file").alias("source_file"),
         "reason",
         "detail",
         "record_key",
-        F.col("_raw").alias("raw_record"),
+        raw.alias("raw_record"),
         raw_hash.alias("raw_hash"),
         occurrence.alias("occurrence"),
     )
@@ -216,7 +220,7 @@ def ingest_table(
             tables.merge(new_rows, name, keys=list(contract.key), when_matched="ignore")
         report.inserted = _last_commit_rows(tables, name, before)
         q_before = _version(tables, QUARANTINE)
-        quarantine = _quarantine_rows(rejected, contract.name).withColumn("run_id", F.lit(tables.run_id))
+        quarantine = _quarantine_rows(rejected, contract).withColumn("run_id", F.lit(tables.run_id))
         with _step(name, "wrote the quarantined rows"):
             tables.merge(quarantine, QUARANTINE, keys=QUARANTINE_KEY, when_matched="ignore")
         report.quarantined_new = _last_commit_rows(tables, QUARANTINE, q_before)

@@ -86,7 +86,7 @@ def parse_frame(df: DataFrame, contract: TableContract, src: SourceConfig) -> Da
         raw = F.col(spec.name)
         value = parse_column(raw, types[spec.name], spec.type, src)
         parsed[spec.name] = value
-        failed = raw.isNotNull() & (F.trim(raw.cast("string")) != "") & value.isNull()
+        failed = raw.isNotNull() & (_is_text(raw, types[spec.name]) != "") & value.isNull()
         if spec.type in ("date", "timestamp"):
             date_fail = F.when(failed, F.lit(spec.name)).otherwise(date_fail)
         elif spec.type in ("double", "long", "int", "boolean"):
@@ -96,7 +96,7 @@ def parse_frame(df: DataFrame, contract: TableContract, src: SourceConfig) -> Da
     missing = F.concat_ws(
         ",",
         *[
-            F.when(F.col(c.name).isNull() | (F.trim(F.col(c.name).cast("string")) == ""), F.lit(c.name))
+            F.when(F.col(c.name).isNull() | (_is_text(F.col(c.name), types[c.name]) == ""), F.lit(c.name))
             for c in contract.columns
             if c.required
         ],
@@ -110,8 +110,16 @@ def parse_frame(df: DataFrame, contract: TableContract, src: SourceConfig) -> Da
         missing.alias("_missing_key"),
         date_fail.alias("_unparseable_date"),
         number_fail.alias("_unparseable_number"),
-        (encoding | F.col("_raw").contains(REPLACEMENT_CHAR)).alias("_bad_encoding"),
+        # A record the parser could split holds U+FFFD in its raw text only where one of
+        # its string columns does (checked above), so only the unsplit ones are searched.
+        (encoding | (F.col("_malformed") & F.col("_raw").contains(REPLACEMENT_CHAR))).alias("_bad_encoding"),
     )
+
+
+def _is_text(c: Column, source_type: T.DataType) -> Column:
+    """``c`` trimmed as text, for the blank checks: a typed (non-string) value is never
+    blank, so it skips the conversion to text (a literal non-blank marker instead)."""
+    return F.trim(c) if isinstance(source_type, T.StringType) else F.lit("typed")
 
 
 def row_hash(names: list[str]) -> Column:
@@ -192,6 +200,11 @@ def check_rows(
             "record_key": F.coalesce(F.when(key_text != "", key_text), _key_from_raw(contract)),
         }
     )
+    # The raw text is kept only for the rows that break a rule here: rendering it for every
+    # row and carrying it through the table's cache cost ~20 % of the ingest of product
+    # usage (36.7M rows) at the reference preset. Rows that parse cleanly but turn out to
+    # be duplicates get their record rendered from the parsed columns (``raw_record``).
+    staged = staged.withColumn("_raw", F.when(F.col("reason").isNotNull(), F.col("_raw")))
     return staged.drop(
         "_unparseable_date", "_unparseable_number", "_bad_encoding", "_malformed", "_missing_key"
     )
