@@ -25,7 +25,14 @@ from pyspark.sql import functions as F
 
 from custseg.config import Config, IngestConfig
 from custseg.ingest.contract import CONTRACTS, TABLE_ORDER, TableContract
-from custseg.ingest.rules import check_rows, duplicate_keys, flag_orphans, mark_duplicates, parse_frame
+from custseg.ingest.rules import (
+    check_rows,
+    duplicate_keys,
+    flag_orphans,
+    mark_duplicates,
+    parse_frame,
+    record_key,
+)
 from custseg.ingest.sources import SourceFrame, read_source
 from custseg.tables import TableStore
 
@@ -120,7 +127,7 @@ def _quarantine_rows(rejected: DataFrame, contract: TableContract) -> DataFrame:
         F.col("_source_file").alias("source_file"),
         "reason",
         "detail",
-        "record_key",
+        F.coalesce(F.col("record_key"), record_key(contract)).alias("record_key"),  # loaded: null
         raw.alias("raw_record"),
         raw_hash.alias("raw_hash"),
         occurrence.alias("occurrence"),

@@ -187,27 +187,30 @@ def check_rows(
         reason = F.when(cond, F.lit(name)).otherwise(reason)
         detail = F.when(cond, why).otherwise(detail)
 
+    staged = df.withColumns({"reason": reason, "detail": detail, "_row_hash": row_hash(names)})
+    # The raw text and the record key (both for the quarantine) are kept only for the rows
+    # that break a rule here: computing them for every row and carrying them through the
+    # table's cache cost ~40 % of the ingest of product usage (36.7M rows) at the reference
+    # preset. Duplicates get theirs when they are marked (the raw record then rendered from
+    # the parsed columns, at quarantine time).
+    rejected = F.col("reason").isNotNull()
+    staged = staged.withColumns(
+        {"_raw": F.when(rejected, F.col("_raw")), "record_key": F.when(rejected, record_key(contract))}
+    )
+    return staged.drop(
+        "_unparseable_date", "_unparseable_number", "_bad_encoding", "_malformed", "_missing_key"
+    )
+
+
+def record_key(contract: TableContract) -> Column:
+    """The natural id as text (the key columns but source_system, joined by "|"),
+    recovered from the raw text when the record could not be split."""
     key_text = (
         F.concat_ws("|", *[F.col(k).cast("string") for k in contract.key if k != "source_system"])
         if len(contract.key) > 1
         else F.col(contract.key[0])
     )
-    staged = df.withColumns(
-        {
-            "reason": reason,
-            "detail": detail,
-            "_row_hash": row_hash(names),
-            "record_key": F.coalesce(F.when(key_text != "", key_text), _key_from_raw(contract)),
-        }
-    )
-    # The raw text is kept only for the rows that break a rule here: rendering it for every
-    # row and carrying it through the table's cache cost ~20 % of the ingest of product
-    # usage (36.7M rows) at the reference preset. Rows that parse cleanly but turn out to
-    # be duplicates get their record rendered from the parsed columns (``raw_record``).
-    staged = staged.withColumn("_raw", F.when(F.col("reason").isNotNull(), F.col("_raw")))
-    return staged.drop(
-        "_unparseable_date", "_unparseable_number", "_bad_encoding", "_malformed", "_missing_key"
-    )
+    return F.coalesce(F.when(key_text != "", key_text), _key_from_raw(contract))
 
 
 def duplicate_keys(checked: DataFrame, contract: TableContract) -> DataFrame:
@@ -249,6 +252,7 @@ def mark_duplicates(checked: DataFrame, dup_keys: DataFrame, contract: TableCont
         {
             "reason": dup_reason,
             "detail": F.when(dup_reason.isNotNull(), F.lit(",".join(keys))),
+            "record_key": F.when(dup_reason.isNotNull(), record_key(contract)),
         }
     )
     return unique.unionByName(ranked.select(*unique.columns))
