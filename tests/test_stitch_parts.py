@@ -1,5 +1,6 @@
 """Stitching parts on hand-built data: standardisation, connected components against
-networkx, deterministic guards, survivorship, stable ids and the truth scores."""
+networkx, deterministic guards, reattachment after re-examination, survivorship, stable
+ids and the truth scores."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pyspark.sql import functions as F
 
 from custseg.config import StitchConfig
 from custseg.stitch.components import connected_components
+from custseg.stitch.core import _attachments
 from custseg.stitch.deterministic import deterministic_links
 from custseg.stitch.golden import golden_records
 from custseg.stitch.ids import assign_ids
@@ -66,6 +68,7 @@ def test_standardisation_by_hand(spark: SparkSession) -> None:
             "email": "a.b+x@yahoo.co.uk",
             "phone": "0000000000",
             "postcode": "EC1A 1BB",
+            "address": "Apartment 4, 9 Streetly Road -- Crescent Gardens",
         },
         {
             "source_system": "app",
@@ -93,19 +96,33 @@ def test_standardisation_by_hand(spark: SparkSession) -> None:
     # Yahoo keeps dots and plus-tags; an all-zero phone is no phone.
     assert c["email"] == "a.b+x@yahoo.co.uk" and c["phone"] is None and c["first_name_canon"] == "elizabeth"
     assert c["postcode"] == "EC1A 1BB"
+    # Whole words only: "Streetly" keeps its "street".
+    assert c["address"] == "flat 4 9 streetly rd cres gdns"
     assert d["first_name"] == "jean luc" and d["email"] is None and d["phone"] == "+447123456789"
     assert d["date_of_birth"] is None  # in the future
 
 
-@pytest.mark.parametrize(("seed", "reliable"), [(1, False), (2, True), (3, False)])
-def test_connected_components_match_networkx(spark: SparkSession, seed: int, reliable: bool) -> None:
+@pytest.mark.parametrize(
+    ("seed", "reliable", "ids"), [(1, False, "string"), (2, True, "string"), (3, False, "long")]
+)
+def test_connected_components_match_networkx(
+    spark: SparkSession, seed: int, reliable: bool, ids: str
+) -> None:
+    """String ids are numbered in their order and propagated as longs, long ids as they
+    are; either way each vertex's component is the smallest id of its networkx component."""
     rng = random.Random(seed)
     n = 400
-    edges = {(f"v{rng.randrange(n):03d}", f"v{rng.randrange(n):03d}") for _ in range(300)}
+    edges: set[tuple[object, object]] = {
+        (f"v{rng.randrange(n):03d}", f"v{rng.randrange(n):03d}") for _ in range(300)
+    }
     chain = [f"c{i:03d}" for i in range(60)]  # a long path: many label-propagation rounds
     rng.shuffle(chain)
     edges |= set(zip(chain, chain[1:], strict=False))
-    df = spark.createDataFrame(sorted(edges), "src string, dst string")
+    if ids == "long":  # the same graph, vertices numbered against their names' order
+        names = sorted({v for e in edges for v in e})
+        number = {v: 10_000 - i for i, v in enumerate(names)}
+        edges = {(number[a], number[b]) for a, b in edges}
+    df = spark.createDataFrame(sorted(edges), f"src {ids}, dst {ids}")  # type: ignore[type-var]
     got = connected_components(df, max_iterations=50, reliable=reliable).toPandas()
     graph = nx.Graph()
     graph.add_edges_from(e for e in edges if e[0] != e[1])
@@ -139,6 +156,54 @@ def test_deterministic_guards(spark: SparkSession) -> None:
         ("email", "too_many_records", CFG.max_key_records + 1),
     }
     assert all(len(r["value_hash"]) == 64 for r in result.guarded_keys.collect())  # hashed, no raw value
+
+
+def test_records_left_alone_reattach_only_where_unambiguous(spark: SparkSession) -> None:
+    """After re-examination: a lone record joins the one cluster all its strong rejected
+    links lead to, unless that cluster holds another value of one of its single-valued
+    fields; links to two clusters, weak links, links to another lone record and records
+    already in a cluster change nothing."""
+    cfg = StitchConfig(attach_threshold=0.999)
+    clusters = spark.createDataFrame(
+        [
+            ("a1", "a1"),
+            ("a2", "a1"),
+            ("a3", "a1"),  # cluster A, born 1980-02-03
+            ("b1", "b1"),
+            ("b2", "b1"),  # cluster B, born 1975-06-07
+            ("s1", "s1"),
+            ("s2", "s2"),
+            ("s3", "s3"),
+            ("s4", "s4"),
+            ("s5", "s5"),
+            ("s6", "s6"),
+            ("p1", "p1"),
+            ("p2", "p1"),  # a pair
+        ],  # fmt: skip
+        "rid string, component string",
+    )
+    born = {"a1": date(1980, 2, 3), "a2": date(1980, 3, 2), "b1": date(1975, 6, 7), "s3": date(1990, 1, 1)}
+    born["s6"] = date(1980, 2, 3)  # agrees with A: attaches
+    std = spark.createDataFrame(
+        [(r, born.get(r), None, None, None) for r in [x["rid"] for x in clusters.collect()]],
+        "rid string, date_of_birth date, phone string, device_id string, account_number string",
+    )
+    rejected = spark.createDataFrame(
+        [
+            ("a1", "s1", 0.9995),
+            ("a2", "s1", 0.9999),  # s1: two links, both into A
+            ("a3", "s2", 0.9999),
+            ("b1", "s2", 0.9999),  # s2: A or B, ambiguous
+            ("a1", "s3", 0.9999),  # s3: born on another day than A
+            ("b2", "s4", 0.99),  # s4: too weak
+            ("s5", "s6", 0.9999),  # s5: only another lone record
+            ("a1", "s6", 0.9999),  # s6: same birth date as A (day and month swapped in a2)
+            ("b1", "p1", 0.9999),  # p1: already in a pair
+        ],  # fmt: skip
+        "rid_l string, rid_r string, match_probability double",
+    )
+    got = sorted(tuple(r) for r in _attachments(clusters, rejected, std, cfg).collect())
+    assert got == [("s1", "a1", "a1", "s1"), ("s1", "a1", "a2", "s1"), ("s6", "a1", "a1", "s6")]
 
 
 def test_golden_record_survivorship_by_hand(spark: SparkSession) -> None:

@@ -564,6 +564,14 @@ class StitchConfig(_Section):
     strict_threshold: float = Field(
         0.999, gt=0, lt=1, description="Threshold when an oversized cluster is re-examined."
     )
+    attach_threshold: float | None = Field(
+        0.9999,
+        gt=0,
+        lt=1,
+        description="After re-examination, a record left alone whose links at or above this "
+        "all lead to one cluster of two or more records, and which holds no value that cluster "
+        "contradicts, joins it; null = never.",
+    )
     max_cluster_size: int = Field(
         12, ge=2, description="Clusters with more records are re-examined at strict_threshold."
     )
@@ -607,6 +615,8 @@ class StitchConfig(_Section):
                 raise ValueError(f"stitch.{key}: unknown field(s) {unknown}; fields: {sorted(fields)}")
         if self.strict_threshold < self.match_threshold:
             raise ValueError("stitch.strict_threshold must be at least stitch.match_threshold")
+        if self.attach_threshold is not None and self.attach_threshold < self.match_threshold:
+            raise ValueError("stitch.attach_threshold must be at least stitch.match_threshold")
         return self
 
 

@@ -279,7 +279,7 @@ def probabilistic_links(
     _quiet_splink()
     scored = linker.inference.predict(threshold_match_probability=cfg.match_threshold)
     links = scored.as_spark_dataframe().select("rid_l", "rid_r", "match_probability", "match_weight")
-    links = links.checkpoint()
+    links = links.localCheckpoint()
     log.info("stitch: %d pairs scored in %.1f s", links.count(), time.perf_counter() - t)
     chart: Any = linker.visualisations.match_weights_chart()
     html = str(chart.to_html())
