@@ -283,7 +283,8 @@ def test_mlflow_outputs_and_no_pii(stitched: Stitched) -> None:
         "oversized_clusters",
         "low_confidence_customers",
         "truth.bcubed_f1",
-        "blocking.email.estimated_pairs",
+        "blocking.phone.estimated_pairs",
+        "records_reattached",
     ):
         assert key in m, key
     artifacts = Path(str(stitched.cfg.tracking.artifact_location))
