@@ -560,7 +560,7 @@ class StitchConfig(_Section):
         "(a match on a common value counts for less). Costs a frequency table and join per "
         "column on Spark: 6x the scoring time on the tiny preset.",
     )
-    match_threshold: float = Field(0.95, gt=0, lt=1, description="Accept probabilistic links at or above.")
+    match_threshold: float = Field(0.8, gt=0, lt=1, description="Accept probabilistic links at or above.")
     strict_threshold: float = Field(
         0.999, gt=0, lt=1, description="Threshold when an oversized cluster is re-examined."
     )
