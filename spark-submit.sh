@@ -4,7 +4,8 @@
 #   ./spark-submit.sh jobs/pipeline.py [--master URL] [--spark-conf K=V ...] [job args...]
 #
 # Builds src/custseg into build/dist/custseg.zip and ships it with --py-files, adds
-# Delta (--packages io.delta:delta-spark_2.13:<pinned>, or --jars from CUSTSEG_JARS_DIR),
+# Delta (--packages io.delta:delta-spark_2.13:<pinned>, or --jars from CUSTSEG_JARS_DIR) and
+# Splink's similarity UDF jar (--jars),
 # and tells the job that spark-submit owns the master, Delta jars and driver memory.
 # Job arguments (--conf FILE, --set k=v, --run-id ...) pass through unchanged.
 # Python apps run in client mode (the driver is this machine); executors use
@@ -49,10 +50,14 @@ with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
                 zf.write(path, os.path.relpath(path, src))
 PYZIP
 
+# Splink's similarity UDF jar (jaro_winkler, ...) must be on the driver's classpath when
+# Splink registers its functions: under spark-submit the JVM is already running, so
+# spark.jars set by the session builder reaches the executors only; --jars does both.
+SPLINK_JAR="$("$PY" -c 'from custseg.session import splink_jar; print(splink_jar())')"
 if [[ -n "${CUSTSEG_JARS_DIR:-}" ]]; then
-  DELTA=(--jars "$(ls "$CUSTSEG_JARS_DIR"/*.jar | paste -sd, -)")
+  DELTA=(--jars "$(ls "$CUSTSEG_JARS_DIR"/*.jar | paste -sd, -),$SPLINK_JAR")
 else
-  DELTA=(--packages "$("$PY" -c 'from custseg.session import delta_package; print(delta_package())')")
+  DELTA=(--packages "$("$PY" -c 'from custseg.session import delta_package; print(delta_package())')" --jars "$SPLINK_JAR")
 fi
 
 export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$PY}"
