@@ -55,9 +55,9 @@ PYZIP
 # spark.jars set by the session builder reaches the executors only; --jars does both.
 SPLINK_JAR="$("$PY" -c 'from custseg.session import splink_jar; print(splink_jar())')"
 if [[ -n "${CUSTSEG_JARS_DIR:-}" ]]; then
-  DELTA=(--jars "$(ls "$CUSTSEG_JARS_DIR"/*.jar | paste -sd, -),$SPLINK_JAR")
+  JARS=(--jars "$(ls "$CUSTSEG_JARS_DIR"/*.jar | paste -sd, -),$SPLINK_JAR")
 else
-  DELTA=(--packages "$("$PY" -c 'from custseg.session import delta_package; print(delta_package())')" --jars "$SPLINK_JAR")
+  JARS=(--packages "$("$PY" -c 'from custseg.session import delta_package; print(delta_package())')" --jars "$SPLINK_JAR")
 fi
 
 export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$PY}"
@@ -66,7 +66,7 @@ exec "$SPARK_SUBMIT" \
   --master "$MASTER" \
   --name "custseg $(basename "$JOB" .py)" \
   --py-files "$DIST/custseg.zip" \
-  "${DELTA[@]}" \
+  "${JARS[@]}" \
   --conf spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension \
   --conf spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog \
   --conf spark.sql.session.timeZone=UTC \

@@ -62,6 +62,11 @@ def _single_value(field: str) -> Column:
     return date_up_to_swap(F.col(field)) if field == "date_of_birth" else F.col(field)
 
 
+def _single_values(std: DataFrame, fields: list[str]) -> DataFrame:
+    """(rid, <field>...) with each single-valued field as compared for contradictions."""
+    return std.select("rid", *[_single_value(f).alias(f) for f in fields])
+
+
 def _field_ranges(std: DataFrame, clusters: DataFrame, fields: list[str]) -> DataFrame:
     """Per component, the smallest and largest value of each single-valued field
     (``<field>_lo``, ``<field>_hi``)."""
@@ -119,8 +124,12 @@ def _attachments(clusters: DataFrame, rejected: DataFrame, std: DataFrame, cfg: 
         .drop("targets")
     )
     if fields:
-        side = std.select("rid", *[_single_value(f).alias(f) for f in fields])
-        ranges = _field_ranges(std, clusters, fields).withColumnRenamed("component", "target")
+        side = _single_values(std, fields)
+        # Only the clusters someone would join: their members, not every record.
+        wanted = unique.select(F.col("target").alias("component")).distinct()
+        ranges = _field_ranges(std, clusters.join(wanted, "component"), fields).withColumnRenamed(
+            "component", "target"
+        )
         fits = F.lit(True)
         for f in fields:
             lo, hi, mine = F.col(f"{f}_lo"), F.col(f"{f}_hi"), F.col(f)
@@ -131,7 +140,7 @@ def _attachments(clusters: DataFrame, rejected: DataFrame, std: DataFrame, cfg: 
 
 def _with_agreement(links: DataFrame, std: DataFrame, fields: list[str]) -> DataFrame:
     """``links`` with ``agree``: its two records share a value of one of ``fields``."""
-    side = std.select("rid", *[_single_value(f).alias(f) for f in fields])
+    side = _single_values(std, fields)
     left = side.select(F.col("rid").alias("rid_l"), *[F.col(f).alias(f"l_{f}") for f in fields])
     right = side.select(F.col("rid").alias("rid_r"), *[F.col(f).alias(f"r_{f}") for f in fields])
     agree = F.lit(False)
