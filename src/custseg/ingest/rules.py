@@ -86,7 +86,7 @@ def parse_frame(df: DataFrame, contract: TableContract, src: SourceConfig) -> Da
         raw = F.col(spec.name)
         value = parse_column(raw, types[spec.name], spec.type, src)
         parsed[spec.name] = value
-        failed = raw.isNotNull() & (_is_text(raw, types[spec.name]) != "") & value.isNull()
+        failed = raw.isNotNull() & ~_is_blank(raw, types[spec.name]) & value.isNull()
         if spec.type in ("date", "timestamp"):
             date_fail = F.when(failed, F.lit(spec.name)).otherwise(date_fail)
         elif spec.type in ("double", "long", "int", "boolean"):
@@ -96,7 +96,7 @@ def parse_frame(df: DataFrame, contract: TableContract, src: SourceConfig) -> Da
     missing = F.concat_ws(
         ",",
         *[
-            F.when(F.col(c.name).isNull() | (_is_text(F.col(c.name), types[c.name]) == ""), F.lit(c.name))
+            F.when(F.col(c.name).isNull() | _is_blank(F.col(c.name), types[c.name]), F.lit(c.name))
             for c in contract.columns
             if c.required
         ],
@@ -116,10 +116,10 @@ def parse_frame(df: DataFrame, contract: TableContract, src: SourceConfig) -> Da
     )
 
 
-def _is_text(c: Column, source_type: T.DataType) -> Column:
-    """``c`` trimmed as text, for the blank checks: a typed (non-string) value is never
-    blank, so it skips the conversion to text (a literal non-blank marker instead)."""
-    return F.trim(c) if isinstance(source_type, T.StringType) else F.lit("typed")
+def _is_blank(c: Column, source_type: T.DataType) -> Column:
+    """Whether ``c`` is empty or spaces; a typed (non-string) value never is, so it is not
+    converted to text to find out."""
+    return F.trim(c) == "" if isinstance(source_type, T.StringType) else F.lit(False)
 
 
 def row_hash(names: list[str]) -> Column:
@@ -137,8 +137,10 @@ def check_rows(
     amount_max: float,
     refund_id_pattern: str,
 ) -> DataFrame:
-    """Add the row-level ``reason`` and ``detail`` (null when the row passes), ``record_key``
-    and ``_row_hash`` to a parsed frame (``parse_frame``); duplicates come after."""
+    """A parsed frame (``parse_frame``) as contract columns, ``_source``, ``_source_file``,
+    ``_raw`` (rejected rows only), the row-level ``reason`` and ``detail`` (null when the
+    row passes), and the content and key hashes ``_row_hash``, ``_key_hash``; duplicates
+    are marked after (``mark_duplicates``)."""
     names = contract.names
 
     ts_max = as_of + timedelta(days=1)
@@ -187,18 +189,19 @@ def check_rows(
         reason = F.when(cond, F.lit(name)).otherwise(reason)
         detail = F.when(cond, why).otherwise(detail)
 
-    staged = df.withColumns({"reason": reason, "detail": detail, "_row_hash": row_hash(names)})
-    # The raw text and the record key (both for the quarantine) are kept only for the rows
-    # that break a rule here: computing them for every row and carrying them through the
-    # table's cache cost ~28 % of the ingest of product usage (36.7M rows) at the reference
-    # preset. Duplicates get theirs when they are marked (the raw record then rendered from
-    # the parsed columns, at quarantine time).
-    rejected = F.col("reason").isNotNull()
-    staged = staged.withColumns(
-        {"_raw": F.when(rejected, F.col("_raw")), "record_key": F.when(rejected, record_key(contract))}
-    )
-    return staged.drop(
-        "_unparseable_date", "_unparseable_number", "_bad_encoding", "_malformed", "_missing_key"
+    # The raw text (for the quarantine) is kept only on the rows that break a rule here:
+    # carrying it for every row cost ~28 % of the ingest of product usage (36.7M rows) at
+    # the reference preset. A duplicate's raw record is rendered from its parsed columns
+    # when it is quarantined.
+    return df.select(
+        *names,
+        "_source",
+        "_source_file",
+        F.when(reason.isNotNull(), F.col("_raw")).alias("_raw"),
+        reason.alias("reason"),
+        detail.alias("detail"),
+        row_hash(names).alias("_row_hash"),
+        F.xxhash64(*[F.col(k) for k in contract.key]).alias("_key_hash"),
     )
 
 
@@ -213,19 +216,19 @@ def record_key(contract: TableContract) -> Column:
     return F.coalesce(F.when(key_text != "", key_text), _key_from_raw(contract))
 
 
-def duplicate_keys(checked: DataFrame, contract: TableContract) -> DataFrame:
-    """Natural keys held by more than one row that passes every other rule.
+def duplicate_keys(checked: DataFrame) -> DataFrame:
+    """Hashes of the natural keys held by more than one row that passes every other rule.
 
-    Only the key columns are shuffled (a narrow aggregate); the result is small unless the
-    data is mostly duplicates.
+    Only the 8-byte key hash is shuffled; the result is small unless the data is mostly
+    duplicates. Two keys sharing a hash only make both candidates: ``mark_duplicates``
+    compares the keys themselves.
     """
-    keys = list(contract.key)
     return (
         checked.where(F.col("reason").isNull())
-        .groupBy(*keys)
+        .groupBy("_key_hash")
         .agg(F.count(F.lit(1)).alias("_n"))
         .where(F.col("_n") > 1)
-        .select(*keys, F.lit(True).alias("_dup_key"))
+        .select("_key_hash", F.lit(True).alias("_dup_key"))
     )
 
 
@@ -236,7 +239,7 @@ def mark_duplicates(checked: DataFrame, dup_keys: DataFrame, contract: TableCont
     Rows of unique keys skip the window, so only the few duplicated keys are sorted.
     """
     keys = list(contract.key)
-    marked = checked.join(F.broadcast(dup_keys), keys, "left")
+    marked = checked.join(F.broadcast(dup_keys), "_key_hash", "left")
     is_candidate = F.col("reason").isNull() & F.col("_dup_key").isNotNull()
     unique = marked.where(~is_candidate).drop("_dup_key")
     candidates = marked.where(is_candidate).drop("_dup_key")
@@ -249,11 +252,7 @@ def mark_duplicates(checked: DataFrame, dup_keys: DataFrame, contract: TableCont
         F.when(F.col("_row_hash") == first_hash, F.lit("exact_duplicate")).otherwise(F.lit("duplicate_id")),
     )
     ranked = candidates.withColumns(
-        {
-            "reason": dup_reason,
-            "detail": F.when(dup_reason.isNotNull(), F.lit(",".join(keys))),
-            "record_key": F.when(dup_reason.isNotNull(), record_key(contract)),
-        }
+        {"reason": dup_reason, "detail": F.when(dup_reason.isNotNull(), F.lit(",".join(keys)))}
     )
     return unique.unionByName(ranked.select(*unique.columns))
 
@@ -278,7 +277,7 @@ def classify(
         amount_max=amount_max,
         refund_id_pattern=refund_id_pattern,
     )
-    return mark_duplicates(checked, duplicate_keys(checked, contract), contract)
+    return mark_duplicates(checked, duplicate_keys(checked), contract)
 
 
 def _key_from_raw(contract: TableContract) -> Column:
