@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 from deltalake import DeltaTable as RsDeltaTable
 from pyspark.sql import SparkSession
@@ -125,6 +126,17 @@ def test_reconciliation_against_the_files(tiny: Tiny, ingested: Ingested) -> Non
         assert bronze_rows + quarantined == rows_in_files, table
         assert report.inserted == bronze_rows and report.quarantined == quarantined, table
         assert sum(report.by_reason.values()) == rows_in_files, table
+
+
+def test_bronze_statistics_cover_event_times_and_the_run_only(ingested: Ingested) -> None:
+    table = RsDeltaTable(ingested.store.path("bronze.transactions"))
+    assert table.metadata().configuration["delta.dataSkippingStatsColumns"] == "ts,_ingest_run_id"
+    stats = pa.table(table.get_add_actions(flatten=True)).to_pandas()
+    assert stats["min.ts"].notna().all() and (stats["max._ingest_run_id"] == "ing-1").all()
+    assert not any(c.endswith((".transaction_id", ".source_id", "._source_file")) for c in stats.columns)
+    # Staged copies of text sources are removed once their table is in.
+    staging = Path(ingested.store.warehouse) / "_staging" / "ingest" / "ing-1"
+    assert not staging.exists() or not any(staging.iterdir())
 
 
 def test_bronze_values_are_parsed_to_contract_types(tiny: Tiny, ingested: Ingested) -> None:

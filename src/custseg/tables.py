@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Literal
 
@@ -40,6 +40,14 @@ def parse_table_name(name: str) -> tuple[str, str]:
             "lower-case snake_case table"
         )
     return match.group(1), match.group(2)
+
+
+def _table_properties(properties: Mapping[str, str]) -> dict[str, str]:
+    """Writer options that set Delta table properties on creation (``delta.`` names)."""
+    bad = [k for k in properties if not k.startswith("delta.")]
+    if bad:
+        raise ValueError(f"table properties {bad}: Delta table properties start with 'delta.'")
+    return dict(properties)
 
 
 class TableStore:
@@ -81,18 +89,22 @@ class TableStore:
         name: str,
         mode: Literal["overwrite", "append"] = "overwrite",
         partition_by: Sequence[str] | None = None,
+        properties: Mapping[str, str] | None = None,
     ) -> None:
         """Write ``df`` to the table in one Delta commit tagged with the run id.
 
         ``overwrite`` replaces the table. ``append`` adds the rows tagged with the run id
         in a ``_run_id`` column, atomically replacing whatever this same run id appended
         before (``replaceWhere``), so a rerun never duplicates its own output.
+        ``properties`` (``delta.*`` table properties) are set when the table is created.
         """
         if mode not in ("overwrite", "append"):
             raise ValueError(f"mode {mode!r}: expected 'overwrite' or 'append'")
         path = self.path(name)
         writer_df = df
         options = {"userMetadata": self.run_id}
+        if properties and not self.exists(name):
+            options.update(_table_properties(properties))
         if mode == "append":
             writer_df = df.withColumn(RUN_ID_COL, F.lit(self.run_id))
             if self.exists(name):
@@ -113,13 +125,14 @@ class TableStore:
         name: str,
         keys: Sequence[str],
         when_matched: Literal["update", "ignore"] = "update",
+        properties: Mapping[str, str] | None = None,
     ) -> None:
         """Upsert ``df`` into the table on ``keys`` in one Delta MERGE commit.
 
         New rows are inserted; matching rows are updated (``when_matched="update"``) or
         left as they are (``"ignore"``: insert-only, so a re-sent row adds nothing). The
-        table is created from ``df`` when it does not exist yet. Duplicate keys within
-        ``df`` are an error (MERGE would be ambiguous).
+        table is created from ``df``, with ``properties``, when it does not exist yet.
+        Duplicate keys within ``df`` are an error (MERGE would be ambiguous).
         """
         if not keys:
             raise ValueError("merge needs at least one key column")
@@ -127,7 +140,7 @@ class TableStore:
         if missing:
             raise ValueError(f"merge into {name}: key columns {missing} not in {df.columns}")
         if not self.exists(name):
-            self.write(df, name)
+            self.write(df, name, properties=properties)
             return
         condition: Column | None = None
         for key in keys:

