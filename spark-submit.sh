@@ -60,12 +60,16 @@ else
   JARS=(--packages "$("$PY" -c 'from custseg.session import delta_package; print(delta_package())')" --jars "$SPLINK_JAR")
 fi
 
+# The driver JVM is started by spark-submit, before the session builder could set its options.
+DRIVER_JAVA_OPTIONS="$("$PY" -c 'from custseg.session import JVM_OPTIONS; print(JVM_OPTIONS)')"
+
 export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$PY}"
 export PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-$PY}"
 exec "$SPARK_SUBMIT" \
   --master "$MASTER" \
   --name "custseg $(basename "$JOB" .py)" \
   --py-files "$DIST/custseg.zip" \
+  --driver-java-options "$DRIVER_JAVA_OPTIONS" \
   "${JARS[@]}" \
   --conf spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension \
   --conf spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog \

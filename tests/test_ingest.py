@@ -304,6 +304,43 @@ def test_a_resent_file_adds_nothing_and_a_new_file_adds_its_rows(
     assert report.already_loaded + report.quarantined + report.inserted == sum(report.read.values())
 
 
+def test_a_delta_source_is_ingested_like_the_same_rows_in_files(
+    spark: SparkSession, tiny: Tiny, ingested: Ingested, tmp_path: Path
+) -> None:
+    # Delta sources are staged once (a table could change between passes), Parquet files
+    # are read again for each pass: the same rows must come out the same either way.
+    spark.read.parquet(str(tiny.root / "raw" / "transactions")).write.format("delta").save(
+        str(tmp_path / "raw" / "transactions")
+    )
+    sources = json.dumps(
+        {"transactions": [{"name": "transactions", "format": "delta", "path": "transactions"}]}
+    )
+    cfg = load_config(
+        TEST_CONF,
+        overrides=[
+            *temp_overrides(tmp_path),
+            f"ingest.raw_dir={tmp_path / 'raw'}",
+            "ingest.as_of=2026-11-01",
+            f"ingest.sources={sources}",
+        ],
+    )
+    store = TableStore(spark, cfg.storage.warehouse, run_id="from-delta")
+    (report,) = ingest_all(spark, store, cfg)
+    from_files = ingested.reports["transactions"]
+    assert report.read == from_files.read and report.by_reason == from_files.by_reason
+    columns = ["transaction_id", "source_system", "source_id", "ts", "amount", "cost"]
+    got = delta(store, "bronze.transactions")[columns].sort_values("transaction_id").reset_index(drop=True)
+    want = delta(ingested.store, "bronze.transactions").query("_ingest_run_id == 'ing-1'")[columns]
+    pd.testing.assert_frame_equal(got, want.sort_values("transaction_id").reset_index(drop=True))
+    q, q_files = delta(store, "bronze.quarantine"), delta(ingested.store, "bronze.quarantine")
+    q_files = q_files[q_files["table"] == "transactions"]
+    assert sorted(zip(q["record_key"], q["reason"], q["raw_record"], strict=True)) == sorted(
+        zip(q_files["record_key"], q_files["reason"], q_files["raw_record"], strict=True)
+    )
+    assert q["source_file"].str.contains("part-").all()
+    assert not (Path(cfg.storage.warehouse) / "_staging" / "ingest" / "from-delta" / "transactions").exists()
+
+
 def test_pii_canary_never_reaches_logs_or_mlflow(
     spark: SparkSession, tiny: Tiny, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

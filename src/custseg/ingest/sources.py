@@ -103,6 +103,14 @@ def _drift(
     )
 
 
+def _file_path() -> Column:
+    """The file a row came from: Spark's hidden file metadata column. Not
+    ``input_file_name()``: that one is non-deterministic, so the optimiser keeps the
+    projection holding it apart, and every row's raw text (a ``to_json`` of the whole
+    record) is rendered there, where only rejected rows need it."""
+    return F.col("_metadata.file_path")
+
+
 def _csv_header(spark: SparkSession, file: str) -> list[str]:
     text = "".join(_read_head(spark, file, 50))
     return next(csv.reader(io.StringIO(text)), [])
@@ -138,7 +146,9 @@ def _read_csv(
         )
         df = reader.csv(files)
         raw = F.coalesce(F.col(CORRUPT_COL), F.to_json(F.struct(*[F.col(f"`{h}`") for h in columns])))
-        frames.append(df.withColumns({"_raw": raw, "_malformed": F.col(CORRUPT_COL).isNotNull()}))
+        frames.append(
+            df.withColumns({"_raw": raw, "_malformed": F.col(CORRUPT_COL).isNotNull(), "_file": _file_path()})
+        )
     return _union(frames), sorted(extras)
 
 
@@ -173,9 +183,9 @@ def _read_json(
         .json(files)
     )
     raw = F.coalesce(F.col(CORRUPT_COL), F.to_json(F.struct(*[F.col(f"`{c}`") for c in expected])))
-    return df.withColumns({"_raw": raw, "_malformed": F.col(CORRUPT_COL).isNotNull()}), sorted(
-        seen - set(expected)
-    )
+    return df.withColumns(
+        {"_raw": raw, "_malformed": F.col(CORRUPT_COL).isNotNull(), "_file": _file_path()}
+    ), sorted(seen - set(expected))
 
 
 _COMPATIBLE = {
@@ -222,7 +232,7 @@ def _read_typed(
             list_data_files(spark, path)  # a clear error for a missing or empty folder
         df = spark.read.format(src.format).options(**src.options).load(path)
         where = path
-        file_col = F.input_file_name()
+        file_col = _file_path()
     extras = _check_typed(df, contract, src, where)
     expected = expected_source_columns(contract, src)
     raw = F.to_json(F.struct(*[F.col(f"`{c}`") for c in expected]))
@@ -250,11 +260,9 @@ def read_source(spark: SparkSession, contract: TableContract, src: SourceConfig,
     if src.format == "csv":
         assert path is not None
         df, extras = _read_csv(spark, contract, src, path)
-        df = df.withColumn("_file", F.input_file_name())
     elif src.format == "json":
         assert path is not None
         df, extras = _read_json(spark, contract, src, path)
-        df = df.withColumn("_file", F.input_file_name())
     else:
         df, extras = _read_typed(spark, contract, src, path)
     if extras:
