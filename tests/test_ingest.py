@@ -266,6 +266,21 @@ def test_rerun_with_the_same_run_id_changes_nothing(
         )
 
 
+def transactions_only(tmp_path: Path, raw_dir: Path, fmt: str, *extra: str) -> Config:
+    """A config that ingests one transactions source of format ``fmt`` from ``raw_dir``."""
+    sources = json.dumps({"transactions": [{"name": "transactions", "format": fmt, "path": "transactions"}]})
+    return load_config(
+        TEST_CONF,
+        overrides=[
+            *temp_overrides(tmp_path),
+            f"ingest.raw_dir={raw_dir}",
+            "ingest.as_of=2026-11-01",
+            f"ingest.sources={sources}",
+            *extra,
+        ],
+    )
+
+
 def test_a_resent_file_adds_nothing_and_a_new_file_adds_its_rows(
     spark: SparkSession, tiny: Tiny, ingested: Ingested, tmp_path: Path
 ) -> None:
@@ -282,18 +297,8 @@ def test_a_resent_file_adds_nothing_and_a_new_file_adds_its_rows(
     fresh.to_parquet(
         delivery / "part-new.parquet", index=False, coerce_timestamps="us", allow_truncated_timestamps=True
     )
-    sources = json.dumps(
-        {"transactions": [{"name": "transactions", "format": "parquet", "path": "transactions"}]}
-    )
-    cfg = load_config(
-        TEST_CONF,
-        overrides=[
-            *temp_overrides(tmp_path),
-            f"storage.warehouse={ingested.store.warehouse}",
-            f"ingest.raw_dir={tmp_path / 'delivery2'}",
-            "ingest.as_of=2026-11-01",
-            f"ingest.sources={sources}",
-        ],
+    cfg = transactions_only(
+        tmp_path, tmp_path / "delivery2", "parquet", f"storage.warehouse={ingested.store.warehouse}"
     )
     bronze_before = len(delta(ingested.store, "bronze.transactions"))
     quarantine_before = len(delta(ingested.store, "bronze.quarantine"))
@@ -312,18 +317,7 @@ def test_a_delta_source_is_ingested_like_the_same_rows_in_files(
     spark.read.parquet(str(tiny.root / "raw" / "transactions")).write.format("delta").save(
         str(tmp_path / "raw" / "transactions")
     )
-    sources = json.dumps(
-        {"transactions": [{"name": "transactions", "format": "delta", "path": "transactions"}]}
-    )
-    cfg = load_config(
-        TEST_CONF,
-        overrides=[
-            *temp_overrides(tmp_path),
-            f"ingest.raw_dir={tmp_path / 'raw'}",
-            "ingest.as_of=2026-11-01",
-            f"ingest.sources={sources}",
-        ],
-    )
+    cfg = transactions_only(tmp_path, tmp_path / "raw", "delta")
     store = TableStore(spark, cfg.storage.warehouse, run_id="from-delta")
     (report,) = ingest_all(spark, store, cfg)
     from_files = ingested.reports["transactions"]

@@ -254,9 +254,7 @@ def ingest_table(
                 else accepted.withColumn("is_orphan", F.lit(None).cast("boolean"))
             )
         passed = Observation()
-        counts = [
-            F.count(F.when(F.col("_source") == f.source.name, 1)).alias(f"n{i}") for i, f in enumerate(frames)
-        ]
+        counts = _per_source(frames)
         if contract.event:
             counts.append(F.count(F.when(F.col("is_orphan"), 1)).alias("orphans"))
         out = accepted.select(
