@@ -98,13 +98,12 @@ def build_session(cfg: SparkConfig, extra_jars: list[str] | None = None) -> Spar
         builder = builder.config("spark.jars.packages", delta_package())
     if jars:
         builder = builder.config("spark.jars", ",".join(jars))
-    java_options = JVM_OPTIONS
     settings = {
         "spark.sql.extensions": DELTA_EXTENSION,
         "spark.sql.catalog.spark_catalog": DELTA_CATALOG,
         "spark.sql.session.timeZone": "UTC",
-        "spark.driver.extraJavaOptions": java_options,
-        "spark.executor.extraJavaOptions": java_options,
+        "spark.driver.extraJavaOptions": JVM_OPTIONS,
+        "spark.executor.extraJavaOptions": JVM_OPTIONS,
         "spark.sql.adaptive.enabled": "true",
         # A join of frames already hash-partitioned by a prefix of its keys (the feature
         # frames: by customer_id, joined on customer_id and snapshot_date) keeps that

@@ -101,13 +101,15 @@ class TableStore:
         if mode not in ("overwrite", "append"):
             raise ValueError(f"mode {mode!r}: expected 'overwrite' or 'append'")
         path = self.path(name)
+        exists = self.exists(name)
         writer_df = df
         options = {"userMetadata": self.run_id}
-        if properties and not self.exists(name):
-            options.update(_table_properties(properties))
+        new_properties = _table_properties(properties or {})
+        if not exists:
+            options.update(new_properties)
         if mode == "append":
             writer_df = df.withColumn(RUN_ID_COL, F.lit(self.run_id))
-            if self.exists(name):
+            if exists:
                 options["replaceWhere"] = f"{RUN_ID_COL} = '{self.run_id}'"
             else:
                 options["overwriteSchema"] = "false"

@@ -165,9 +165,14 @@ def _version(tables: TableStore, name: str) -> int | None:
     return tables.latest_version(name) if tables.exists(name) else None
 
 
+def staging_root(tables: TableStore) -> str:
+    """The run's staging folder (removed when the stage ends)."""
+    return os.path.join(tables.warehouse, "_staging", "ingest", tables.run_id.replace(":", "_"))
+
+
 def staging_path(tables: TableStore, table: str) -> str:
     """Where a table's checked rows are staged during its ingest (removed after)."""
-    return os.path.join(tables.warehouse, "_staging", "ingest", tables.run_id.replace(":", "_"), table)
+    return os.path.join(staging_root(tables), table)
 
 
 # Sources read again for each pass over the table rather than staged: columnar files,
@@ -351,6 +356,7 @@ def ingest_all(spark: SparkSession, tables: TableStore, cfg: Config) -> list[Tab
         return _ingest_all(spark, tables, cfg)
     finally:
         spark.conf.set("spark.sql.files.maxPartitionBytes", str(previous))
+        hadoopfs.delete(spark, staging_root(tables))
 
 
 def _ingest_all(spark: SparkSession, tables: TableStore, cfg: Config) -> list[TableReport]:
