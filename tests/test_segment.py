@@ -251,6 +251,11 @@ def test_jaccard_and_ari_from_spark_contingency_tables(spark: SparkSession) -> N
     df = spark.createDataFrame(list(zip(original, boot, strict=True)), "o int, b int")
     table = contingency(df, "o", "b", 2, 3)
     np.testing.assert_array_equal(table, [[3, 0, 3], [0, 4, 0]])
+    # one table per group, from one job: group 1 holds the last four rows only
+    groups = [int(i >= 6) for i in range(len(original))]
+    grouped = spark.createDataFrame(list(zip(original, boot, groups, strict=True)), "o int, b int, g int")
+    tables = contingency(grouped, "o", "b", 2, 3, by="g", n_by=2)
+    np.testing.assert_array_equal(tables, [[[3, 0, 3], [0, 0, 0]], [[0, 0, 0], [0, 4, 0]]])
     # cluster 0: best match 3 / (6 + 3 - 3) = 0.5; cluster 1: 4 / 4 = 1
     np.testing.assert_allclose(best_jaccard(table), [0.5, 1.0])
     assert adjusted_rand_index(table) == pytest.approx(adjusted_rand_score(original, boot), abs=1e-12)

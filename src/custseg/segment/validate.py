@@ -80,12 +80,15 @@ def draw_sample(df: DataFrame, rows: int, seed: int, key: str) -> DataFrame:
 # --- contingency tables: Jaccard and ARI ------------------------------------------------
 
 
-def contingency(df: DataFrame, left: str, right: str, k_left: int, k_right: int) -> np.ndarray:
-    """k_left x k_right counts of (left, right) label pairs, counted in Spark."""
-    table = np.zeros((k_left, k_right))
-    for r in df.groupBy(left, right).count().collect():
-        table[int(r[left]), int(r[right])] = r["count"]
-    return table
+def contingency(
+    df: DataFrame, left: str, right: str, k_left: int, k_right: int, *, by: str | None = None, n_by: int = 1
+) -> np.ndarray:
+    """k_left x k_right counts of (left, right) label pairs, counted in Spark in one job;
+    with ``by`` (a column of values 0..n_by-1), one table per value: n_by x k_left x k_right."""
+    tables = np.zeros((n_by, k_left, k_right))
+    for r in df.groupBy(*([by] if by else []), left, right).count().collect():
+        tables[int(r[by]) if by else 0, int(r[left]), int(r[right])] = r["count"]
+    return tables if by else tables[0]
 
 
 def best_jaccard(table: np.ndarray) -> np.ndarray:
@@ -182,12 +185,10 @@ def bootstrap_stability(
                 for b, model in enumerate(models)
             ],
         )
-        counts = labelled.groupBy(_RESAMPLE, label_col, prediction_col).count().collect()
+        k_boot = max(m.getK() for m in models)
+        tables = contingency(labelled, label_col, prediction_col, k, k_boot, by=_RESAMPLE, n_by=resamples)
     finally:
         boot.unpersist()
-    tables = np.zeros((resamples, k, max(m.getK() for m in models)))
-    for r in counts:
-        tables[int(r[_RESAMPLE]), int(r[label_col]), int(r[prediction_col])] = r["count"]
     jaccards = np.array([best_jaccard(t) for t in tables])
     aris = np.array([adjusted_rand_index(t) for t in tables])
     for b in range(resamples):
