@@ -21,7 +21,16 @@ from pyspark.sql import DataFrame, SparkSession
 from custseg.config import Config
 from custseg.generate import generate_world, write_world
 from custseg.generate.corrupt import ORPHAN_PREFIX, UNKNOWN_SYSTEM
-from custseg.generate.spec import PLACEHOLDERS, SEGMENTS
+from custseg.generate.spec import (
+    FIRST_NAME_HEAD_SHARE,
+    FIRST_NAMES,
+    LAST_NAME_HEAD_SHARE,
+    LAST_NAMES,
+    PLACEHOLDERS,
+    SEGMENTS,
+    SURNAME_PREFIXES,
+    SURNAME_SUFFIXES,
+)
 
 from .conftest import Tiny
 from .files import csv_files, identity_records, manifest, parquet, raw
@@ -148,6 +157,28 @@ def test_identity_noise_rates(tiny: Tiny) -> None:
     variant_rate = (emails["email"] != emails["email_true"]).mean()
     # Kind 3 (another provider) keeps the address 1 time in 5: 1/5 of 1/5 of variants.
     assert within(variant_rate, noise.email_variant * (1 - 0.04), len(emails))
+
+
+def test_names_have_a_long_tail_and_every_mailbox_one_owner(tiny: Tiny) -> None:
+    people = tiny.people
+    ordinary = people[~((people["first_name"] == "John") & (people["last_name"] == "Smith"))]
+    n = len(ordinary)
+    # Head names at their configured shares; every other surname is a tail compound.
+    assert within(ordinary["first_name"].isin(FIRST_NAMES).mean(), FIRST_NAME_HEAD_SHARE, n)
+    assert within(ordinary["last_name"].isin(LAST_NAMES).mean(), LAST_NAME_HEAD_SHARE, n)
+    compounds = {p + s for p in SURNAME_PREFIXES for s in SURNAME_SUFFIXES}
+    tail = ordinary.loc[~ordinary["last_name"].isin(LAST_NAMES), "last_name"]
+    assert tail.isin(compounds).all()
+    # So most people's full name is theirs alone (it was ~150 people per name before).
+    full = ordinary["first_name"] + " " + ordinary["last_name"]
+    assert (full.map(full.value_counts()) == 1).mean() > 0.8
+    # A mailbox (gmail ignores dots) belongs to one person, or to one household.
+    parts = people["email"].str.split("@", n=1, expand=True)
+    mailbox = parts[0].str.replace(".", "", regex=False) + "@" + parts[1]
+    owner = people["person_id"].where(~people["is_household"], -1 - people["person_id"] // 2)
+    assert (owner.groupby(mailbox).nunique() == 1).all()
+    households = people[people["is_household"]].groupby(people["person_id"] // 2)["email"]
+    assert (households.nunique() == 1).all() and (households.size() == 2).any()
 
 
 def test_call_centre_export_uses_its_own_columns_and_formats(tiny: Tiny) -> None:

@@ -329,6 +329,51 @@ LAST_NAMES = (
     "Lloyd",
     "Ellis",
 )
+# Names beyond the common head above. A real customer base of hundreds of thousands holds
+# tens of thousands of surnames, so most full names belong to one or a few people; with
+# the head alone (48 x 67 = 3,216 full names) every name was shared by ~150 people at the
+# reference preset and names could not tell anybody apart. A person's first name comes
+# from the head with probability FIRST_NAME_HEAD_SHARE (else the tail), the surname with
+# LAST_NAME_HEAD_SHARE (else a compound of a prefix and a suffix: 60 x 70 = 4,200).
+FIRST_NAMES_TAIL = tuple(
+    """
+Aaron Adam Adrian Aidan Alan Albert Alfie Alice Alison Amanda Amber Amir Amy Andrea
+Andrew Angela Anita Ann Anna Archie Arjun Arthur Ashley Barbara Beatrice Bethany
+Beverley Brandon Brenda Brian Bruce Caitlin Callum Cameron Carl Carla Carol Caroline
+Ceri Charles Chloe Claire Colin Connor Craig Dale Dana Darren Dawn Dean Declan
+Denise Derek Diana Dominic Donna Dylan Eileen Elaine Eleanor Elena Ella Ellie Emily
+Emma Eric Erin Ethan Eve Evelyn Faith Fiona Florence Freya Gareth Gavin Gemma George
+Georgia Gillian Glen Gordon Grace Graham Gwen Hamza Harriet Harry Harvey Hassan
+Hayley Heather Helen Henry Hugo Ian Imogen Iris Isaac Isabel Isla Ivan Jack Jacob
+Jade Jake Jamal Jane Janet Jasmine Jason Jayden Jean Joan Joanne Joel John Jordan
+Josephine Joshua Joy Julia Julian Julie June Karen Karim Kasia Keith Kelly Kevin
+Kieran Kirsty Laura Lauren Layla Leah Lee Leo Leon Lewis Liam Lily Linda Lisa Logan
+Louise Luca Lucy Luke Lydia Mabel Maria Marie Mark Martin Mary Maya Megan Mia Molly
+Naomi Nathan Neil Niamh Noah Nora Owen Paul Paula Peter Phoebe Rachel Rhys Rita
+Rosie Ruby Ruth Ryan Sally Sandra Sara Scott Sean Sharon Sian Simon Sofia Sophie
+Stacey Stephen Stuart Tara Teresa Theo Tina Toby Tracy Tyler Usman Vanessa Wendy
+Yasmin Yusuf Zara Zain
+""".split()
+)
+SURNAME_PREFIXES = tuple(
+    """
+Ash Bad Bar Beck Black Bram Brad Brook Brom Burn Cald Carl Chad Chap Clay Cold Crank
+Dal Dun East Elm Fair Farn Ford Gold Grant Green Hal Ham Hart Hay Hol Kent Kirk Lang
+Lock Long Mar Mid Mor Nor Oak Pem Rad Red Rock Rush Sand Shel Stan Stock Sut Thorn
+Tun Wake Wal West Whit Win Wood
+""".split()
+)
+SURNAME_SUFFIXES = tuple(
+    """
+bank bourne bridge brook burn bury by cliffe combe cote croft dale den don ell er
+field ford gate green ham hampton hill hirst holme hope hurst ington kin land ley
+low man mere more ner ney nott over rick ridge ritt row shaw son stead stone thorpe
+ton tree ville wall ward well wick win wood worth wright yard acre beck cock dike
+end fold ing lake mont wade
+""".split()
+)
+FIRST_NAME_HEAD_SHARE = 0.4
+LAST_NAME_HEAD_SHARE = 0.3
 EMAIL_PROVIDERS = ("gmail.com", "outlook.com", "yahoo.co.uk", "hotmail.com", "icloud.com")
 STREETS = (
     "High Street",

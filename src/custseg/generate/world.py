@@ -17,6 +17,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.pandas.functions import pandas_udf
+from pyspark.sql.window import Window
 from scipy import special, stats
 
 from custseg.config import NoiseConfig
@@ -217,8 +218,10 @@ def draw_people(
     people = history.withColumns(
         {
             "is_common_name": common,
-            "first_name": F.when(common, F.lit("John")).otherwise(choice(seed, "first", first_names, pid)),
-            "last_name": F.when(common, F.lit("Smith")).otherwise(choice(seed, "last", S.LAST_NAMES, pid)),
+            "first_name": F.when(common, F.lit("John"))
+            .when(u("first_head") < S.FIRST_NAME_HEAD_SHARE, choice(seed, "first", first_names, pid))
+            .otherwise(choice(seed, "first_tail", S.FIRST_NAMES_TAIL, pid)),
+            "last_name": F.when(common, F.lit("Smith")).otherwise(_surname(seed, "last", pid)),
             "age": randint(seed, "age", 22, 70, pid),
             "region": F.when(common, F.lit("London")).otherwise(
                 weighted_choice(seed, "region", S.REGIONS, (0.3, 0.15, 0.14, 0.1, 0.15, 0.06, 0.1), pid)
@@ -265,7 +268,7 @@ def draw_people(
             "postcode": _postcode(seed, "postcode", pid),
         }
     )
-    return people
+    return _unique_mailboxes(people, hh)
 
 
 PERSON_DRAWS = T.StructType(
@@ -327,11 +330,54 @@ def _person_email(seed: int, pid: Column, hh: Column) -> Column:
         .when(style == 2, F.concat(first, F.lit("_"), last))
         .otherwise(F.concat(first, last, digits))
     )
-    family = F.concat(F.lit("the"), last, F.lit("family"), (F.pmod(hh, F.lit(997))).cast("string"))
+    # One address for both members of a household, made from the household's own name.
+    family_name = F.lower(_ascii_fold(_surname(seed, "hh_last", hh)))
+    family = F.concat(F.lit("the"), family_name, F.lit("family"), (F.pmod(hh, F.lit(997))).cast("string"))
     provider = F.col("email_provider")
     household_provider = choice(seed, "hh_provider", S.EMAIL_PROVIDERS, hh)
     return F.when(F.col("is_household"), F.concat(family, F.lit("@"), household_provider)).otherwise(
         F.concat(local, F.lit("@"), provider)
+    )
+
+
+def _surname(seed: int, field: str, *ids: Column) -> Column:
+    """A surname: one of the common head, else a compound from the long tail."""
+    tail = F.concat(
+        choice(seed, f"{field}_prefix", S.SURNAME_PREFIXES, *ids),
+        choice(seed, f"{field}_suffix", S.SURNAME_SUFFIXES, *ids),
+    )
+    head = uniform(seed, f"{field}_head", *ids) < S.LAST_NAME_HEAD_SHARE
+    return F.when(head, choice(seed, field, S.LAST_NAMES, *ids)).otherwise(tail)
+
+
+def _unique_mailboxes(people: DataFrame, hh: Column) -> DataFrame:
+    """Give every mailbox one owner, as a mail provider does.
+
+    Name-made addresses collide (two John Smiths both want john.smith@gmail.com); the
+    provider gives the address to the first and the others add a number. The owner of a
+    household address is the household. Addresses are compared with the local part's
+    dots removed, since gmail ignores them (so the standardised address is unique too);
+    ``_<n>`` can end no name-made local part, so the renamed addresses collide with none.
+    Only the renamed persons are joined back, broadcast, so the partitioning is kept.
+    """
+    local = F.substring_index("email", "@", 1)
+    domain = F.substring_index("email", "@", -1)
+    owner = F.when(F.col("is_household"), hh).otherwise(F.col("person_id"))
+    mailbox = F.concat(F.regexp_replace(local, r"\.", ""), F.lit("@"), domain)
+    rank = F.dense_rank().over(Window.partitionBy(mailbox).orderBy(F.col("is_household"), owner))
+    renamed = (
+        people.select(
+            "person_id",
+            F.concat(local, F.lit("_"), rank.cast("string"), F.lit("@"), domain).alias("renamed"),
+            rank.alias("rank"),
+        )
+        .where(F.col("rank") > 1)
+        .drop("rank")
+    )
+    return (
+        people.join(F.broadcast(renamed), "person_id", "left")
+        .withColumn("email", F.coalesce("renamed", "email"))
+        .drop("renamed")
     )
 
 
