@@ -279,6 +279,7 @@ def test_mlflow_outputs_and_no_pii(stitched: Stitched) -> None:
     for key in (
         "deterministic_links",
         "probabilistic_links",
+        "probabilistic_links_vetoed",
         "customers",
         "oversized_clusters",
         "low_confidence_customers",

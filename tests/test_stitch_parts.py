@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 from custseg.config import StitchConfig
 from custseg.stitch.components import connected_components
 from custseg.stitch.core import _attachments
-from custseg.stitch.deterministic import deterministic_links
+from custseg.stitch.deterministic import deterministic_links, with_conflict
 from custseg.stitch.golden import golden_records
 from custseg.stitch.ids import assign_ids
 from custseg.stitch.quality import stitch_scores
@@ -156,6 +156,51 @@ def test_deterministic_guards(spark: SparkSession) -> None:
         ("email", "too_many_records", CFG.max_key_records + 1),
     }
     assert all(len(r["value_hash"]) == 64 for r in result.guarded_keys.collect())  # hashed, no raw value
+
+
+def test_conflicting_links_by_hand(spark: SparkSession) -> None:
+    """The veto on probabilistic links: which pairs contradict each other, decided by hand."""
+    base = {"source_system": "web", "last_name": "Quenby"}
+    rows = [
+        {**base, "source_id": "robert", "first_name": "Robert", "date_of_birth": date(1970, 3, 4)},
+        {
+            **base,
+            "source_id": "bob",
+            "first_name": "Bob",
+            "date_of_birth": date(1970, 4, 3),
+        },  # nickname, swap
+        {**base, "source_id": "rboert", "first_name": "Rboert", "phone": "07700 900123"},  # typo
+        {**base, "source_id": "swapped", "first_name": "Quenby", "last_name": "Robert"},  # names swapped
+        {**base, "source_id": "leopold", "first_name": "Leopold", "phone": "07700900123"},  # household
+        {**base, "source_id": "older", "first_name": "Robert", "date_of_birth": date(1944, 3, 4)},
+        {**base, "source_id": "nameless", "phone": "07700 900999", "device_id": "dev-1"},
+        {**base, "source_id": "sam", "first_name": "Sam"},  # Samuel in the table
+        {**base, "source_id": "samantha", "first_name": "Samantha"},
+        {**base, "source_id": "sophia", "first_name": "Sophia"},
+        {**base, "source_id": "kate", "first_name": "Kate"},  # katherine in the table
+        {**base, "source_id": "catherine", "first_name": "Catherine"},
+    ]
+    std = standardise_records(records(spark, rows), CFG)
+    pairs = [
+        ("robert", "bob", False),
+        ("robert", "rboert", False),
+        ("robert", "swapped", False),
+        ("rboert", "leopold", True),  # same landline, another first name
+        ("robert", "older", True),  # another birth date
+        ("rboert", "nameless", True),  # another phone
+        ("leopold", "nameless", True),
+        ("bob", "nameless", False),  # nothing in common to disagree on
+        ("sam", "samantha", False),  # a prefix
+        ("sam", "sophia", True),
+        ("kate", "catherine", False),  # katherine, one edit from catherine
+        ("kate", "sophia", True),
+    ]
+    links = spark.createDataFrame(
+        [(f"web:{a}", f"web:{b}", 0.99) for a, b, _ in pairs],
+        "rid_l string, rid_r string, match_probability double",
+    )
+    judged = {(r["rid_l"], r["rid_r"]): r["conflict"] for r in with_conflict(links, std, CFG).collect()}
+    assert judged == {(f"web:{a}", f"web:{b}"): expected for a, b, expected in pairs}
 
 
 def test_records_left_alone_reattach_only_where_unambiguous(spark: SparkSession) -> None:

@@ -415,6 +415,8 @@ NICKNAMES: dict[str, str] = {
     "jill": "gillian",
     "di": "diana",
     "cathy": "katherine",
+    "millie": "amelia",
+    "lottie": "charlotte",
 }
 
 PLACEHOLDERS: list[str] = [
@@ -503,8 +505,9 @@ class StitchConfig(_Section):
     conflict_fields: list[str] = Field(
         default_factory=lambda: ["first_name", "date_of_birth", "phone", "device_id", "account_number"],
         description="Records sharing a key are not linked when both have these and they "
-        "disagree (first names: neither equal after nicknames, nor within edit distance "
-        "2, nor swapped with the last name; dates: not equal and not a day/month swap).",
+        "disagree (first names: not within edit distance 2, as written or after "
+        "nicknames, neither a prefix of the other (3+ letters), nor swapped with the last "
+        "name; dates: not equal and not a day/month swap).",
     )
     single_valued_fields: list[str] = Field(
         default_factory=lambda: ["date_of_birth", "phone", "device_id", "account_number"],
@@ -561,6 +564,12 @@ class StitchConfig(_Section):
         "column on Spark: 6x the scoring time on the tiny preset.",
     )
     match_threshold: float = Field(0.8, gt=0, lt=1, description="Accept probabilistic links at or above.")
+    veto_conflicts: bool = Field(
+        True,
+        description="Reject a probabilistic link whose two records disagree on a conflict "
+        "field (the deterministic guard's test), however high its score; kept in "
+        "silver.identity_links with accepted = false.",
+    )
     strict_threshold: float = Field(
         0.999, gt=0, lt=1, description="Threshold when an oversized cluster is re-examined."
     )

@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 
 from custseg.config import StitchConfig
 from custseg.stitch.components import connected_components
-from custseg.stitch.deterministic import deterministic_links
+from custseg.stitch.deterministic import deterministic_links, with_conflict
 from custseg.stitch.golden import golden_records
 from custseg.stitch.ids import assign_ids
 from custseg.stitch.probabilistic import BlockingPlan, probabilistic_links
@@ -213,11 +213,24 @@ def stitch_identities(
     lap("deterministic")
 
     prob = probabilistic_links(std_c, cfg, n_deterministic_pairs=n_det, seed=seed)
-    prob_links = (
-        prob.links.withColumns({"link_type": F.lit("probabilistic"), "keys": F.array().cast("array<string>")})
-        .select(*LINK_COLUMNS)
+    # A link whose records contradict each other (two first names, two birth dates) is
+    # not accepted on its score: agreeing on a household's address and landline outweighs
+    # both in the model.
+    judged_prob = (
+        with_conflict(prob.links, std, cfg)
+        if cfg.veto_conflicts
+        else prob.links.withColumn("conflict", F.lit(False))
+    )
+    judged_prob = (
+        judged_prob.withColumns(
+            {"link_type": F.lit("probabilistic"), "keys": F.array().cast("array<string>")}
+        )
+        .select(*LINK_COLUMNS, "conflict")
         .localCheckpoint()
     )
+    prob_links = judged_prob.where(~F.col("conflict")).select(*LINK_COLUMNS)
+    vetoed = judged_prob.where(F.col("conflict")).select(*LINK_COLUMNS)
+    n_vetoed = vetoed.count()
     lap("probabilistic")
 
     links = det_links.select(*LINK_COLUMNS).unionByName(prob_links).localCheckpoint()
@@ -253,7 +266,7 @@ def stitch_identities(
     ).collect()[0]
     n_oversized = int(review_counts["oversized"] or 0)
     n_contradicted = int(review_counts["contradicted"] or 0)
-    used = links.withColumn("accepted", F.lit(True))
+    used = links.withColumn("accepted", F.lit(True)).unionByName(vetoed.withColumn("accepted", F.lit(False)))
     n_attached = 0
     if n_oversized or n_contradicted:
         # Re-examine: in a contradicted cluster keep only links whose records agree on a
@@ -298,7 +311,7 @@ def stitch_identities(
         rejected = rejected.select("rid_l", "rid_r", F.lit(True).alias("rejected"))
         used = (
             used.join(rejected, ["rid_l", "rid_r"], "left")
-            .withColumn("accepted", F.col("rejected").isNull())
+            .withColumn("accepted", F.col("accepted") & F.col("rejected").isNull())
             .drop("rejected")
         )
     still_contradicted = _contradicted(std, clusters, cfg.single_valued_fields).withColumn(
@@ -356,7 +369,9 @@ def stitch_identities(
         "deterministic_links": n_det,
         "deterministic_links_dropped_contradicted": n_det_all - n_det,
         "probabilistic_links": float(sum(v for (t, _), v in link_counts.items() if t == "probabilistic")),
-        "links_rejected_by_strict_pass": float(sum(v for (_, a), v in link_counts.items() if not a)),
+        "probabilistic_links_vetoed": n_vetoed,
+        "links_rejected_by_strict_pass": float(sum(v for (_, a), v in link_counts.items() if not a))
+        - n_vetoed,
         "customers": summary["customers"],
         "singletons": summary["singletons"],
         "oversized_clusters": n_oversized,

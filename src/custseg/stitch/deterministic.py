@@ -39,9 +39,12 @@ def key_values(std: DataFrame, keys: list[str]) -> DataFrame:
 def _first_names_agree(
     l_first: Column, r_first: Column, l_canon: Column, r_canon: Column, l_last: Column, r_last: Column
 ) -> Column:
+    shorter = F.least(F.length(l_first), F.length(r_first))
     return (
-        (l_canon == r_canon)
+        (F.levenshtein(l_canon, r_canon) <= 2)  # Kate -> katherine against Catherine
         | (F.levenshtein(l_first, r_first) <= 2)
+        # a short form the table lacks or cannot tell apart (Sam: Samuel or Samantha)
+        | ((shorter >= 3) & (l_first.startswith(r_first) | r_first.startswith(l_first)))
         | (l_first == r_last)
         | (r_first == l_last)
     )
@@ -94,14 +97,7 @@ def deterministic_links(std: DataFrame, cfg: StitchConfig) -> DeterministicResul
         .where(F.col("a.rid") < F.col("b.rid"))
         .select(F.col("a.rid").alias("rid_l"), F.col("b.rid").alias("rid_r"), "key", "value")
     )
-    fields = sorted({*cfg.conflict_fields, "first_name", "first_name_canon", "last_name"})
-    side = std.select("rid", *fields)
-    checked = (
-        pairs.join(side.alias("l"), F.col("rid_l") == F.col("l.rid"))
-        .join(side.alias("r"), F.col("rid_r") == F.col("r.rid"))
-        .select("rid_l", "rid_r", "key", "value", conflict(cfg).alias("conflict"))
-        .localCheckpoint()
-    )
+    checked = with_conflict(pairs, std, cfg).localCheckpoint()
     # A key value whose holders contradict each other (two birth dates, two phones...)
     # belongs to more than one person: none of its pairs is a link, however many of them
     # look alike, because the closure over the others would merge the people anyway.
@@ -121,3 +117,15 @@ def deterministic_links(std: DataFrame, cfg: StitchConfig) -> DeterministicResul
         )
     )
     return DeterministicResult(links=links, guarded_keys=guarded)
+
+
+def with_conflict(pairs: DataFrame, std: DataFrame, cfg: StitchConfig) -> DataFrame:
+    """``pairs`` (rid_l, rid_r, ...) plus ``conflict``: whether the two records contradict
+    each other on a ``conflict_fields`` field."""
+    fields = sorted({*cfg.conflict_fields, "first_name", "first_name_canon", "last_name"})
+    side = std.select("rid", *fields)
+    return (
+        pairs.join(side.alias("l"), F.col("rid_l") == F.col("l.rid"))
+        .join(side.alias("r"), F.col("rid_r") == F.col("r.rid"))
+        .select(*pairs.columns, conflict(cfg).alias("conflict"))
+    )
