@@ -15,6 +15,7 @@ nothing per record reaches the driver. Asserts nothing.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -83,6 +84,8 @@ def shared_share(std: DataFrame, column: str) -> tuple[float, int]:
 def main() -> None:
     parser = bench_parser(__doc__, "the folder bench/stitch.py drew the records into")
     args = parser.parse_args()
+    if not args.data or not (Path(args.data) / "records").exists():
+        parser.error("--data must be a folder bench/stitch.py drew records into (DIR/records)")
     cfg, spark, out, _ = bench_session(args, "stitch_bound")
     records = spark.read.parquet(str(out / "records"))
     std = (

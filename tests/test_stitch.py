@@ -17,7 +17,9 @@ from custseg.config import Config, load_config
 from custseg.generate import generate_world
 from custseg.pipeline import run_stage
 from custseg.stitch import StitchResult, stitch_identities
+from custseg.stitch.deterministic import with_conflict
 from custseg.stitch.job import CONTRACT_COLUMNS
+from custseg.stitch.standardise import standardise_records
 from custseg.tables import TableStore
 from custseg.tracking import StageRun
 
@@ -272,6 +274,21 @@ def test_identity_map_and_golden_records(stitched: Stitched) -> None:
         "accepted",
         "_run_id",
     } - {"_run_id"}
+
+
+def test_no_accepted_probabilistic_link_contradicts_itself(stitched: Stitched) -> None:
+    """The veto's wiring: every scored link whose records conflict is vetoed and counted."""
+    std = standardise_records(stitched.store.read("bronze.identity_records"), stitched.cfg.stitch)
+    prob = (
+        stitched.store.read("silver.identity_links")
+        .where(F.col("link_type") == "probabilistic")
+        .select(F.col("record_l").alias("rid_l"), F.col("record_r").alias("rid_r"), "accepted")
+    )
+    judged = with_conflict(prob, std, stitched.cfg.stitch).groupBy("conflict", "accepted").count().collect()
+    counts = {(r["conflict"], r["accepted"]): r["count"] for r in judged}
+    assert counts.get((True, True), 0) == 0, counts
+    assert counts.get((True, False), 0) == stitched.run.metrics["probabilistic_links_vetoed"] > 0
+    assert counts.get((False, True), 0) > 0
 
 
 def test_mlflow_outputs_and_no_pii(stitched: Stitched) -> None:

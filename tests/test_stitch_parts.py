@@ -178,7 +178,10 @@ def test_conflicting_links_by_hand(spark: SparkSession) -> None:
         {**base, "source_id": "samantha", "first_name": "Samantha"},
         {**base, "source_id": "sophia", "first_name": "Sophia"},
         {**base, "source_id": "kate", "first_name": "Kate"},  # katherine in the table
-        {**base, "source_id": "catherine", "first_name": "Catherine"},
+        {**base, "source_id": "katharine", "first_name": "Katharine"},
+        {**base, "source_id": "al", "first_name": "Al"},
+        {**base, "source_id": "alice", "first_name": "Alice"},
+        {**base, "source_id": "xavier", "first_name": "Xavier", "last_name": None},
     ]
     std = standardise_records(records(spark, rows), CFG)
     pairs = [
@@ -192,8 +195,10 @@ def test_conflicting_links_by_hand(spark: SparkSession) -> None:
         ("bob", "nameless", False),  # nothing in common to disagree on
         ("sam", "samantha", False),  # a prefix
         ("sam", "sophia", True),
-        ("kate", "catherine", False),  # katherine, one edit from catherine
+        ("kate", "katharine", False),  # katherine, one edit from katharine
         ("kate", "sophia", True),
+        ("al", "alice", True),  # too short to be a prefix
+        ("leopold", "xavier", True),  # no last name: the swap test cannot excuse it
     ]
     links = spark.createDataFrame(
         [(f"web:{a}", f"web:{b}", 0.99) for a, b, _ in pairs],

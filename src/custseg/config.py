@@ -507,7 +507,8 @@ class StitchConfig(_Section):
         description="Records sharing a key are not linked when both have these and they "
         "disagree (first names: not within edit distance 2, as written or after "
         "nicknames, neither a prefix of the other (3+ letters), nor swapped with the last "
-        "name; dates: not equal and not a day/month swap).",
+        "name; dates: not equal and not a day/month swap); also vetoes probabilistic links "
+        "(veto_conflicts). Assumes one phone, device and account per person.",
     )
     single_valued_fields: list[str] = Field(
         default_factory=lambda: ["date_of_birth", "phone", "device_id", "account_number"],

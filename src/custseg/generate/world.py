@@ -356,7 +356,8 @@ def _unique_mailboxes(people: DataFrame, hh: Column) -> DataFrame:
     Name-made addresses collide (two John Smiths both want john.smith@gmail.com); the
     provider gives the address to the first and the others add a number. The owner of a
     household address is the household. Addresses are compared with the local part's
-    dots removed, since gmail ignores them (so the standardised address is unique too);
+    dots removed for every provider (gmail ignores them, so the standardised address is
+    unique too; elsewhere this renames a few more than needed);
     ``_<n>`` can end no name-made local part, so the renamed addresses collide with none.
     Only the renamed persons are joined back, broadcast, so the partitioning is kept.
     """

@@ -41,7 +41,7 @@ def _first_names_agree(
 ) -> Column:
     shorter = F.least(F.length(l_first), F.length(r_first))
     return (
-        (F.levenshtein(l_canon, r_canon) <= 2)  # Kate -> katherine against Catherine
+        (F.levenshtein(l_canon, r_canon) <= 2)  # Kate -> katherine against Katharine
         | (F.levenshtein(l_first, r_first) <= 2)
         # a short form the table lacks or cannot tell apart (Sam: Samuel or Samantha)
         | ((shorter >= 3) & (l_first.startswith(r_first) | r_first.startswith(l_first)))
