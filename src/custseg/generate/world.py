@@ -330,7 +330,7 @@ def _person_email(seed: int, pid: Column, hh: Column) -> Column:
         .when(style == 2, F.concat(first, F.lit("_"), last))
         .otherwise(F.concat(first, last, digits))
     )
-    # One address for both members of a household, made from the household's own name.
+    # One address for both members of a household, made from a surname drawn per household.
     family_name = F.lower(_ascii_fold(_surname(seed, "hh_last", hh)))
     family = F.concat(F.lit("the"), family_name, F.lit("family"), (F.pmod(hh, F.lit(997))).cast("string"))
     provider = F.col("email_provider")
