@@ -268,7 +268,7 @@ def draw_people(
             "postcode": _postcode(seed, "postcode", pid),
         }
     )
-    return _unique_mailboxes(people, hh)
+    return _unique_mailboxes(people, hh, partitions)
 
 
 PERSON_DRAWS = T.StructType(
@@ -350,7 +350,7 @@ def _surname(seed: int, field: str, *ids: Column) -> Column:
     return F.when(head, choice(seed, field, S.LAST_NAMES, *ids)).otherwise(tail)
 
 
-def _unique_mailboxes(people: DataFrame, hh: Column) -> DataFrame:
+def _unique_mailboxes(people: DataFrame, hh: Column, partitions: int) -> DataFrame:
     """Give every mailbox one owner, as a mail provider does.
 
     Name-made addresses collide (two John Smiths both want john.smith@gmail.com); the
@@ -359,7 +359,9 @@ def _unique_mailboxes(people: DataFrame, hh: Column) -> DataFrame:
     dots removed for every provider (gmail ignores them, so the standardised address is
     unique too; elsewhere this renames a few more than needed);
     ``_<n>`` can end no name-made local part, so the renamed addresses collide with none.
-    Only the renamed persons are joined back, broadcast, so the partitioning is kept.
+    The renamed persons (a tenth or more of all people) are joined back by a shuffle on
+    ``person_id`` into ``partitions`` partitions, as many as the people had: broadcasting
+    them would pass a share of all people through the driver.
     """
     local = F.substring_index("email", "@", 1)
     domain = F.substring_index("email", "@", -1)
@@ -376,7 +378,8 @@ def _unique_mailboxes(people: DataFrame, hh: Column) -> DataFrame:
         .drop("rank")
     )
     return (
-        people.join(F.broadcast(renamed), "person_id", "left")
+        people.repartition(partitions, "person_id")
+        .join(renamed.repartition(partitions, "person_id"), "person_id", "left")
         .withColumn("email", F.coalesce("renamed", "email"))
         .drop("renamed")
     )
