@@ -128,14 +128,47 @@ def test_reconciliation_against_the_files(tiny: Tiny, ingested: Ingested) -> Non
         assert sum(report.by_reason.values()) == rows_in_files, table
 
 
-def test_bronze_statistics_cover_event_times_and_the_run_only(ingested: Ingested) -> None:
+def test_bronze_statistics_cover_event_times_and_the_file_id_only(ingested: Ingested) -> None:
     table = RsDeltaTable(ingested.store.path("bronze.transactions"))
-    assert table.metadata().configuration["delta.dataSkippingStatsColumns"] == "ts,_ingest_run_id"
+    assert table.metadata().configuration["delta.dataSkippingStatsColumns"] == "ts,_ingest_file"
     stats = pa.table(table.get_add_actions(flatten=True)).to_pandas()
-    assert stats["min.ts"].notna().all() and (stats["max._ingest_run_id"] == "ing-1").all()
-    assert not any(c.endswith((".transaction_id", ".source_id", "._source_file")) for c in stats.columns)
+    assert stats["min.ts"].notna().all() and stats["min._ingest_file"].notna().all()
+    assert not any(c.endswith((".transaction_id", ".source_id", "._source")) for c in stats.columns)
     # Staged copies of text sources are removed with the run's staging folder.
     assert not (Path(ingested.store.warehouse) / "_staging" / "ingest" / "ing-1").exists()
+
+
+def test_every_bronze_row_resolves_to_the_file_it_came_from(tiny: Tiny, ingested: Ingested) -> None:
+    files = delta(ingested.store, "bronze.ingest_files")
+    assert not files.duplicated(["table", "ingest_file"]).any()
+    files = files[files["run_id"] == "ing-1"]
+    # The listing is every data file of every configured source, as on disk.
+    listed = set(
+        zip(files["table"], files["source"], files["source_file"].str.replace("file:", ""), strict=True)
+    )
+    on_disk = {
+        (table, src.name, str(f))
+        for table, sources in ingested.cfg.ingest.sources.items()
+        for src in sources
+        for f in (tiny.root / "raw" / str(src.path)).glob("part-*")
+        if not f.name.endswith(".crc")
+    }
+    assert listed == on_disk
+    # Each accepted row of a Parquet source is found in bronze under its own file's id.
+    tx = delta(ingested.store, "bronze.transactions")
+    assert tx["_ingest_file"].isin(files.loc[files["table"] == "transactions", "ingest_file"]).all()
+    file_of = dict(zip(files["ingest_file"], files["source_file"].str.replace("file:", ""), strict=True))
+    checked = 0
+    for path in sorted((tiny.root / "raw" / "transactions").glob("part-*.parquet")):
+        ids = set(parquet(path)["transaction_id"]) & set(tx["transaction_id"])
+        rows = tx[tx["transaction_id"].isin(ids)]
+        from_here = rows[rows["_ingest_file"].map(file_of) == str(path)]
+        checked += len(from_here)
+        # A key in two files (a duplicate) is loaded once, from one of them.
+        assert len(from_here) >= len(ids) - int(
+            manifest(tiny, "transactions")["kind"].str.contains("dup").sum()
+        )
+    assert checked > 0
 
 
 def test_bronze_values_are_parsed_to_contract_types(tiny: Tiny, ingested: Ingested) -> None:
@@ -323,7 +356,9 @@ def test_a_delta_source_is_ingested_like_the_same_rows_in_files(
     assert report.read == from_files.read and report.by_reason == from_files.by_reason
     columns = ["transaction_id", "source_system", "source_id", "ts", "amount", "cost"]
     got = delta(store, "bronze.transactions")[columns].sort_values("transaction_id").reset_index(drop=True)
-    want = delta(ingested.store, "bronze.transactions").query("_ingest_run_id == 'ing-1'")[columns]
+    first_run = delta(ingested.store, "bronze.ingest_files").query("run_id == 'ing-1'")["ingest_file"]
+    loaded = delta(ingested.store, "bronze.transactions")
+    want = loaded[loaded["_ingest_file"].isin(first_run)][columns]
     pd.testing.assert_frame_equal(got, want.sort_values("transaction_id").reset_index(drop=True))
     q, q_files = delta(store, "bronze.quarantine"), delta(ingested.store, "bronze.quarantine")
     q_files = q_files[q_files["table"] == "transactions"]

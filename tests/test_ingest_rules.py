@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 
 from custseg.config import SourceConfig
 from custseg.ingest.contract import CONTRACTS
-from custseg.ingest.rules import classify, flag_orphans, parse_frame, record_key
+from custseg.ingest.rules import classify, flag_orphans, orphan_keys, parse_frame, record_key
 
 TX = CONTRACTS["transactions"]
 RAW_SCHEMA = (
@@ -145,14 +145,25 @@ def test_parsing_to_contract_types(spark: SparkSession) -> None:
 
 def test_orphans_are_flagged_not_removed(spark: SparkSession) -> None:
     events = spark.createDataFrame(
-        [("E1", "web", "a"), ("E2", "web", "zz"), ("E3", None, None)],
+        [
+            ("E1", "web", "a"),
+            ("E2", "web", "zz"),
+            ("E3", None, None),
+            ("E4", "web", "zz"),
+            ("E5", None, "a"),
+            ("E6", "app", "zz"),
+        ],
         "touch_id string, source_system string, source_id string",
     )
     identity = spark.createDataFrame(
         [("web", "a"), ("web", "a"), ("app", "zz")], "source_system string, source_id string"
     )
-    out = flag_orphans(events, identity).select("touch_id", "is_orphan")
+    orphans = orphan_keys(events, identity)
+    assert sorted(tuple(r) for r in orphans.collect()) == [("web", "zz")]
+    out = flag_orphans(events, orphans).select("touch_id", "is_orphan")
+    # E3 is anonymous (no source id), not an orphan; E5 names an id with no system.
     expected = spark.createDataFrame(
-        [("E1", False), ("E2", True), ("E3", False)], "touch_id string, is_orphan boolean"
+        [("E1", False), ("E2", True), ("E3", False), ("E4", True), ("E5", True), ("E6", False)],
+        "touch_id string, is_orphan boolean",
     )
     assert_df_equality(out, expected, ignore_row_order=True, ignore_nullable=True)

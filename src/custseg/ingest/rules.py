@@ -220,7 +220,7 @@ def duplicate_keys(checked: DataFrame) -> DataFrame:
     """Hashes of the natural keys held by more than one row that passes every other rule.
 
     Only the 8-byte key hash is shuffled; the result is small unless the data is mostly
-    duplicates. Two keys sharing a hash only make both candidates: ``mark_duplicates``
+    duplicates. Two keys sharing a hash only make both candidates: ``rank_duplicates``
     compares the keys themselves.
     """
     return (
@@ -232,17 +232,29 @@ def duplicate_keys(checked: DataFrame) -> DataFrame:
     )
 
 
-def mark_duplicates(checked: DataFrame, dup_keys: DataFrame, contract: TableContract) -> DataFrame:
-    """Reason ``exact_duplicate`` / ``duplicate_id`` for every row of a duplicated key but
-    the first (by ``order_by``, then content hash, for determinism).
+def set_aside(checked: DataFrame, dup_keys: DataFrame) -> DataFrame:
+    """The rows that break a rule, and the passing rows whose key is duplicated (the
+    candidates ``rank_duplicates`` orders): few, found in one scan of ``checked``.
 
-    Rows of unique keys skip the window, so only the few duplicated keys are sorted.
+    No broadcast hint: ``dup_keys`` is meant to be persisted and counted first, so the
+    planner knows its size and broadcasts it when it is under Spark's threshold.
     """
+    marked = checked.join(dup_keys, "_key_hash", "left")
+    return marked.where(F.col("reason").isNotNull() | F.col("_dup_key").isNotNull()).drop("_dup_key")
+
+
+def clean_rows(checked: DataFrame, dup_keys: DataFrame) -> DataFrame:
+    """The rows that pass every rule and hold a key no other passing row holds."""
+    return checked.where(F.col("reason").isNull()).join(dup_keys, "_key_hash", "left_anti")
+
+
+def rank_duplicates(aside: DataFrame, contract: TableContract) -> DataFrame:
+    """``set_aside``'s rows with reason ``exact_duplicate`` / ``duplicate_id`` on every
+    candidate of a duplicated key but the first (by ``order_by``, then content hash, for
+    determinism); the first keeps a null reason (accepted), rule breakers keep theirs."""
     keys = list(contract.key)
-    marked = checked.join(F.broadcast(dup_keys), "_key_hash", "left")
-    is_candidate = F.col("reason").isNull() & F.col("_dup_key").isNotNull()
-    unique = marked.where(~is_candidate).drop("_dup_key")
-    candidates = marked.where(is_candidate).drop("_dup_key")
+    broken = aside.where(F.col("reason").isNotNull())
+    candidates = aside.where(F.col("reason").isNull())
     window = Window.partitionBy(*[F.col(k) for k in keys]).orderBy(
         F.col(contract.order_by).asc_nulls_last(), F.col("_row_hash")
     )
@@ -254,7 +266,7 @@ def mark_duplicates(checked: DataFrame, dup_keys: DataFrame, contract: TableCont
     ranked = candidates.withColumns(
         {"reason": dup_reason, "detail": F.when(dup_reason.isNotNull(), F.lit(",".join(keys)))}
     )
-    return unique.unionByName(ranked.select(*unique.columns))
+    return broken.unionByName(ranked.select(*broken.columns))
 
 
 def classify(
@@ -267,7 +279,8 @@ def classify(
     amount_max: float,
     refund_id_pattern: str,
 ) -> DataFrame:
-    """``check_rows`` then ``mark_duplicates``: every row with its reason (null: accepted)."""
+    """Every row with its reason (null: accepted): ``check_rows``, then the duplicates,
+    composed as the ingest job composes them (without its persists)."""
     checked = check_rows(
         df,
         contract,
@@ -277,7 +290,9 @@ def classify(
         amount_max=amount_max,
         refund_id_pattern=refund_id_pattern,
     )
-    return mark_duplicates(checked, duplicate_keys(checked), contract)
+    dup_keys = duplicate_keys(checked)
+    ranked = rank_duplicates(set_aside(checked, dup_keys), contract)
+    return clean_rows(checked, dup_keys).unionByName(ranked)
 
 
 def _key_from_raw(contract: TableContract) -> Column:
@@ -292,12 +307,26 @@ def _key_from_raw(contract: TableContract) -> Column:
     return F.when(from_json != "", from_json).when(first_field != "", first_field)
 
 
-def flag_orphans(events: DataFrame, identity_keys: DataFrame) -> DataFrame:
-    """Add ``is_orphan``: the event names a source id no accepted identity record has."""
-    keys = identity_keys.select("source_system", "source_id").distinct().withColumn("_known", F.lit(True))
-    # Identity keys are a few tens of MB even at 1.2M records: broadcast them rather than
-    # shuffle tens of millions of events.
-    joined = events.join(F.broadcast(keys), ["source_system", "source_id"], "left")
-    return joined.withColumn("is_orphan", F.col("source_id").isNotNull() & F.col("_known").isNull()).drop(
-        "_known"
-    )
+def orphan_keys(events: DataFrame, identity_keys: DataFrame) -> DataFrame:
+    """The ``(source_system, source_id)`` pairs events name that no identity record has.
+
+    Both sides are shuffled (distinct pairs only), not broadcast: the identity keys are
+    as many as the identity records, and nothing that grows with them goes through the
+    driver. Orphan keys are normally few, so ``flag_orphans`` can broadcast them.
+    """
+    pair = ["source_system", "source_id"]
+    named = events.select(*pair).where(F.col("source_system").isNotNull() & F.col("source_id").isNotNull())
+    return named.distinct().join(identity_keys.select(*pair), pair, "left_anti")
+
+
+def flag_orphans(events: DataFrame, orphans: DataFrame) -> DataFrame:
+    """Add ``is_orphan``: the event names a source id no accepted identity record has
+    (``orphans`` from ``orphan_keys``; an id without a source system is one too).
+
+    No broadcast hint: persist and count ``orphans`` first, so the planner knows their
+    size and broadcasts them only under Spark's threshold.
+    """
+    marked = orphans.select("source_system", "source_id", F.lit(True).alias("_orphan"))
+    joined = events.join(marked, ["source_system", "source_id"], "left")
+    orphan = F.col("source_id").isNotNull() & (F.col("source_system").isNull() | F.col("_orphan").isNotNull())
+    return joined.withColumn("is_orphan", orphan).drop("_orphan")
