@@ -211,6 +211,17 @@ def _listed_file(path: str) -> str:
     return "file:/" + path[len("file:///") :] if path.startswith("file:///") else path
 
 
+def record_files(tables: TableStore, frames: dict[str, list[SourceFrame]]) -> None:
+    """Write every source file of this run to ``bronze.ingest_files`` (one small MERGE for
+    all tables, once the sources are checked and before any table is loaded; the ids
+    are the run's and the file's, so a rerun adds nothing)."""
+    listed = [ingest_files(table_frames, tables.run_id) for table_frames in frames.values()]
+    union = listed[0]
+    for more in listed[1:]:
+        union = union.unionByName(more)
+    tables.merge(union, INGEST_FILES, keys=["table", "ingest_file"], when_matched="ignore")
+
+
 def ingest_files(frames: list[SourceFrame], run_id: str) -> DataFrame:
     """``bronze.ingest_files`` rows of one table's sources: ``table, source, source_file,
     run_id, ingest_file`` (the id bronze rows carry). The files come from each source's
@@ -347,13 +358,6 @@ def ingest_table(
                 properties=bronze_properties(contract),
             )
         report.inserted = _last_commit_rows(tables, name, before)
-        with _step(name, "recorded the files read"):
-            tables.merge(
-                ingest_files(frames, tables.run_id),
-                INGEST_FILES,
-                keys=["table", "ingest_file"],
-                when_matched="ignore",
-            )
         for source, n in _source_counts(frames, passed).items():
             report.by_reason[(source, "accepted")] = n
         report.orphans = int(passed.get.get("orphans", 0))
@@ -418,21 +422,37 @@ def _ingest_all(spark: SparkSession, tables: TableStore, cfg: Config) -> list[Ta
     log.info(
         "checked %d sources in %.1f s", sum(len(v) for v in frames.values()), time.perf_counter() - started
     )
+    if frames:
+        record_files(tables, frames)
     reports = []
-    for table, table_frames in frames.items():
-        t0 = time.perf_counter()
-        # Orphans are judged against every identity record loaded so far (this run's
-        # included, since identity is ingested first).
-        identity_keys = None
-        if CONTRACTS[table].event:
-            if tables.exists("bronze.identity_records"):
-                identity_keys = tables.read("bronze.identity_records").select("source_system", "source_id")
-            else:
-                log.warning("no bronze.identity_records yet: %s rows get is_orphan = null", table)
-        report = ingest_table(tables, CONTRACTS[table], table_frames, cfg.ingest, identity_keys)
-        log.info("ingested %s in %.1f s", table, time.perf_counter() - t0)
-        reports.append(report)
+    identity_keys: DataFrame | None = None
+    try:
+        for table, table_frames in frames.items():
+            t0 = time.perf_counter()
+            # Orphans are judged against every identity record loaded so far (this run's
+            # included, since identity is ingested first).
+            if CONTRACTS[table].event and identity_keys is None:
+                identity_keys = identity_key_set(tables)
+                if identity_keys is None:
+                    log.warning("no bronze.identity_records yet: event rows get is_orphan = null")
+            report = ingest_table(tables, CONTRACTS[table], table_frames, cfg.ingest, identity_keys)
+            log.info("ingested %s in %.1f s", table, time.perf_counter() - t0)
+            reports.append(report)
+    finally:
+        if identity_keys is not None:
+            identity_keys.unpersist()
     return reports
+
+
+def identity_key_set(tables: TableStore) -> DataFrame | None:
+    """The distinct ``(source_system, source_id)`` of the loaded identity records, hash
+    partitioned and persisted on the executors once for every event table's orphan check
+    (each then shuffles only its own distinct source pairs); None before any is loaded."""
+    if not tables.exists("bronze.identity_records"):
+        return None
+    pair = ["source_system", "source_id"]
+    keys = tables.read("bronze.identity_records").select(*pair).distinct()
+    return keys.repartition(*pair).persist()
 
 
 def run_ingest(ctx: StageContext) -> None:
