@@ -14,6 +14,7 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable as RsDeltaTable
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from custseg.config import Config, ConfigError, SourceConfig, load_config
 from custseg.ingest.contract import TABLE_ORDER
@@ -346,10 +347,12 @@ def test_a_delta_source_is_ingested_like_the_same_rows_in_files(
 ) -> None:
     # Delta sources are staged once (a table could change between passes), Parquet files
     # are read again for each pass: the same rows must come out the same either way.
-    spark.read.parquet(str(tiny.root / "raw" / "transactions")).write.format("delta").save(
-        str(tmp_path / "raw" / "transactions")
-    )
-    cfg = transactions_only(tmp_path, tmp_path / "raw", "delta")
+    # Partitioned, under a folder with a space, by a value with a space and a colon: Delta
+    # lists decoded paths and Spark's row metadata gives encoded ones (lineage must match).
+    spark.read.parquet(str(tiny.root / "raw" / "transactions")).withColumn(
+        "batch", F.lit("2026-12-02 03:00")
+    ).write.format("delta").partitionBy("batch").save(str(tmp_path / "raw dir" / "transactions"))
+    cfg = transactions_only(tmp_path, tmp_path / "raw dir", "delta")
     store = TableStore(spark, cfg.storage.warehouse, run_id="from-delta")
     (report,) = ingest_all(spark, store, cfg)
     from_files = ingested.reports["transactions"]
@@ -367,6 +370,29 @@ def test_a_delta_source_is_ingested_like_the_same_rows_in_files(
     )
     assert q["source_file"].str.contains("part-").all()
     assert not (Path(cfg.storage.warehouse) / "_staging" / "ingest" / "from-delta").exists()
+    files = delta(store, "bronze.ingest_files")
+    assert len(files) > 0 and files["source_file"].str.contains("batch=").all()
+    assert (
+        got.shape[0] > 0
+        and delta(store, "bronze.transactions")["_ingest_file"].isin(files["ingest_file"]).all()
+    )
+
+
+def test_bronze_written_before_file_lineage_stops_before_any_write(
+    spark: SparkSession, tiny: Tiny, tmp_path: Path
+) -> None:
+    cfg = transactions_only(tmp_path, tmp_path / "raw", "parquet")
+    store = TableStore(spark, cfg.storage.warehouse, run_id="old")
+    spark.createDataFrame(
+        [("T1", "web", "a", "x.parquet")],
+        "transaction_id string, source_system string, source_id string, _source_file string",
+    ).write.format("delta").save(store.path("bronze.transactions"))
+    shutil.copytree(tiny.root / "raw" / "transactions", tmp_path / "raw" / "transactions")
+    before = store.latest_version("bronze.transactions")
+    with pytest.raises(SchemaDriftError, match="bronze.transactions .*_ingest_file"):
+        ingest_all(spark, store, cfg)
+    assert store.latest_version("bronze.transactions") == before
+    assert not store.exists("bronze.ingest_files")
 
 
 def test_pii_canary_never_reaches_logs_or_mlflow(

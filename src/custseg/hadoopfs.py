@@ -15,6 +15,14 @@ def hadoop_path(spark: SparkSession, path: str) -> tuple[Any, Any]:
     return jpath.getFileSystem(conf), jpath
 
 
+def encoded_uri(spark: SparkSession, path: str) -> str:
+    """A decoded Hadoop path string (``Path.toString``) as the URL-encoded URI Spark gives
+    in ``_metadata.file_path`` (``Path.toUri``): spaces, ``%`` and escaped partition values
+    differ between the two."""
+    jpath = spark.sparkContext._jvm.org.apache.hadoop.fs.Path(path)  # type: ignore[union-attr]
+    return str(jpath.toUri().toString())
+
+
 def exists(spark: SparkSession, path: str) -> bool:
     """Whether a file or folder exists."""
     fs, jpath = hadoop_path(spark, path)

@@ -24,7 +24,7 @@ from pyspark.sql import Column, DataFrame, Observation, SparkSession, Window
 from pyspark.sql import functions as F
 
 from custseg import hadoopfs
-from custseg.config import Config, IngestConfig
+from custseg.config import Config, IngestConfig, SourceConfig
 from custseg.ingest.contract import CONTRACTS, TABLE_ORDER, TableContract
 from custseg.ingest.rules import (
     check_rows,
@@ -38,7 +38,7 @@ from custseg.ingest.rules import (
     row_hash,
     set_aside,
 )
-from custseg.ingest.sources import SourceFrame, read_source
+from custseg.ingest.sources import SchemaDriftError, SourceFrame, read_source
 from custseg.tables import TableStore
 
 if TYPE_CHECKING:
@@ -193,7 +193,9 @@ def bronze_properties(contract: TableContract) -> dict[str, str]:
     event-time columns and ``_ingest_file`` only. Delta's default, the first 32 columns,
     would add min/max statistics of every id, text and lineage column to every write, and
     random ids skip nothing (product usage at the reference preset: the bronze write
-    68.8 s -> 52.7 s)."""
+    68.8 s -> 52.7 s). ``_ingest_file`` is a hash too, but a bronze file written from one
+    source file holds one value, so a lookup by file skips the others; its statistics
+    are a long's, cheap to keep."""
     return {"delta.dataSkippingStatsColumns": ",".join([*contract.timestamp_cols, "_ingest_file"])}
 
 
@@ -205,9 +207,12 @@ def ingest_file_id(run_id: str, file: Column) -> Column:
     return F.xxhash64(F.lit(run_id), file)
 
 
-def _listed_file(path: str) -> str:
-    """A path as ``inputFiles()`` lists it, written as Spark's ``_metadata.file_path``
-    gives it (local files: ``file:/x`` there, ``file:///x`` here)."""
+def _listed_file(spark: SparkSession, src: SourceConfig, path: str) -> str:
+    """A path from ``inputFiles()`` as Spark's ``_metadata.file_path`` gives it (what the
+    rows' ids are made from). File sources list URL-encoded URIs, ``file:///x`` for local
+    files where the rows say ``file:/x``; Delta lists decoded paths, encoded here."""
+    if src.format == "delta":
+        path = hadoopfs.encoded_uri(spark, path)
     return "file:/" + path[len("file:///") :] if path.startswith("file:///") else path
 
 
@@ -233,7 +238,7 @@ def ingest_files(frames: list[SourceFrame], run_id: str) -> DataFrame:
         files = (
             [f"jdbc table {src.jdbc_table}"]
             if src.format == "jdbc"
-            else sorted({_listed_file(p) for p in f.df.inputFiles()})
+            else sorted({_listed_file(f.df.sparkSession, src, p) for p in f.df.inputFiles()})
         )
         rows += [(f.table, src.name, file, run_id) for file in files]
     spark = frames[0].df.sparkSession
@@ -422,6 +427,14 @@ def _ingest_all(spark: SparkSession, tables: TableStore, cfg: Config) -> list[Ta
     log.info(
         "checked %d sources in %.1f s", sum(len(v) for v in frames.values()), time.perf_counter() - started
     )
+    for table in frames:
+        name = f"bronze.{table}"
+        if tables.exists(name) and "_ingest_file" not in tables.read(name).columns:
+            raise SchemaDriftError(
+                f"{name} was written by a custseg older than 2026-12-02 (its rows carry "
+                "_source_file and _ingest_run_id, not _ingest_file): ingest into a new "
+                "warehouse, or drop the bronze tables and ingest again"
+            )
     if frames:
         record_files(tables, frames)
     reports = []
@@ -445,14 +458,13 @@ def _ingest_all(spark: SparkSession, tables: TableStore, cfg: Config) -> list[Ta
 
 
 def identity_key_set(tables: TableStore) -> DataFrame | None:
-    """The distinct ``(source_system, source_id)`` of the loaded identity records, hash
-    partitioned and persisted on the executors once for every event table's orphan check
-    (each then shuffles only its own distinct source pairs); None before any is loaded."""
+    """The distinct ``(source_system, source_id)`` of the loaded identity records, persisted
+    on the executors once for every event table's orphan check (read and made distinct
+    once, not four times); None before any is loaded."""
     if not tables.exists("bronze.identity_records"):
         return None
     pair = ["source_system", "source_id"]
-    keys = tables.read("bronze.identity_records").select(*pair).distinct()
-    return keys.repartition(*pair).persist()
+    return tables.read("bronze.identity_records").select(*pair).distinct().persist()
 
 
 def run_ingest(ctx: StageContext) -> None:

@@ -140,7 +140,7 @@ def check_rows(
     """A parsed frame (``parse_frame``) as contract columns, ``_source``, ``_source_file``,
     ``_raw`` (rejected rows only), the row-level ``reason`` and ``detail`` (null when the
     row passes), and the content and key hashes ``_row_hash``, ``_key_hash``; duplicates
-    are marked after (``mark_duplicates``)."""
+    are marked after (``set_aside``, ``rank_duplicates``, ``clean_rows``)."""
     names = contract.names
 
     ts_max = as_of + timedelta(days=1)
@@ -250,13 +250,15 @@ def clean_rows(checked: DataFrame, dup_keys: DataFrame) -> DataFrame:
 
 def rank_duplicates(aside: DataFrame, contract: TableContract) -> DataFrame:
     """``set_aside``'s rows with reason ``exact_duplicate`` / ``duplicate_id`` on every
-    candidate of a duplicated key but the first (by ``order_by``, then content hash, for
-    determinism); the first keeps a null reason (accepted), rule breakers keep theirs."""
+    candidate of a duplicated key but the first (by ``order_by``, then content hash,
+    source and file, for determinism); the first keeps a null reason (accepted), rule breakers keep theirs."""
     keys = list(contract.key)
     broken = aside.where(F.col("reason").isNotNull())
     candidates = aside.where(F.col("reason").isNull())
+    # Source and file break the ties of exact duplicates, so every evaluation of this
+    # window (the counts, the bronze write, the quarantine) keeps the same copy.
     window = Window.partitionBy(*[F.col(k) for k in keys]).orderBy(
-        F.col(contract.order_by).asc_nulls_last(), F.col("_row_hash")
+        F.col(contract.order_by).asc_nulls_last(), F.col("_row_hash"), F.col("_source"), F.col("_source_file")
     )
     first_hash = F.first("_row_hash").over(window)
     dup_reason = F.when(

@@ -214,6 +214,14 @@ def _check_typed(df: DataFrame, contract: TableContract, src: SourceConfig, wher
     return sorted(set(types) - set(expected))
 
 
+def _latest_version(spark: SparkSession, path: str) -> int:
+    from delta.tables import DeltaTable
+
+    row = DeltaTable.forPath(spark, path).history(1).select("version").first()
+    assert row is not None
+    return int(row["version"])
+
+
 def _read_typed(
     spark: SparkSession, contract: TableContract, src: SourceConfig, path: str | None
 ) -> tuple[DataFrame, list[str]]:
@@ -230,7 +238,12 @@ def _read_typed(
         assert path is not None
         if src.format == "parquet":
             list_data_files(spark, path)  # a clear error for a missing or empty folder
-        df = spark.read.format(src.format).options(**src.options).load(path)
+        options = dict(src.options)
+        if src.format == "delta" and not {"versionAsOf", "timestampAsOf"} & set(options):
+            # One version for every pass and for the file listing: a Delta table read
+            # again later would show whatever was committed in between.
+            options["versionAsOf"] = str(_latest_version(spark, path))
+        df = spark.read.format(src.format).options(**options).load(path)
         where = path
         file_col = _file_path()
     extras = _check_typed(df, contract, src, where)
