@@ -220,15 +220,17 @@ def record_files(tables: TableStore, frames: dict[str, list[SourceFrame]]) -> No
     """Write every source file of this run to ``bronze.ingest_files`` (one small MERGE for
     all tables, once the sources are checked and before any table is loaded; the ids
     are the run's and the file's, so a rerun adds nothing)."""
-    listed = [ingest_files(table_frames, tables.run_id) for table_frames in frames.values()]
-    union = listed[0]
-    for more in listed[1:]:
-        union = union.unionByName(more)
-    tables.merge(union, INGEST_FILES, keys=["table", "ingest_file"], when_matched="ignore")
+    every = [f for table_frames in frames.values() for f in table_frames]
+    tables.merge(
+        ingest_files(tables.spark, every, tables.run_id),
+        INGEST_FILES,
+        keys=["table", "ingest_file"],
+        when_matched="ignore",
+    )
 
 
-def ingest_files(frames: list[SourceFrame], run_id: str) -> DataFrame:
-    """``bronze.ingest_files`` rows of one table's sources: ``table, source, source_file,
+def ingest_files(spark: SparkSession, frames: list[SourceFrame], run_id: str) -> DataFrame:
+    """``bronze.ingest_files`` rows of the given sources: ``table, source, source_file,
     run_id, ingest_file`` (the id bronze rows carry). The files come from each source's
     file listing on the driver (as many as the files, not the rows); a JDBC source is one
     'file', its table."""
@@ -238,10 +240,9 @@ def ingest_files(frames: list[SourceFrame], run_id: str) -> DataFrame:
         files = (
             [f"jdbc table {src.jdbc_table}"]
             if src.format == "jdbc"
-            else sorted({_listed_file(f.df.sparkSession, src, p) for p in f.df.inputFiles()})
+            else sorted({_listed_file(spark, src, p) for p in f.df.inputFiles()})
         )
         rows += [(f.table, src.name, file, run_id) for file in files]
-    spark = frames[0].df.sparkSession
     listed = spark.createDataFrame(rows, "table string, source string, source_file string, run_id string")
     return listed.withColumn("ingest_file", ingest_file_id(run_id, F.col("source_file")))
 
