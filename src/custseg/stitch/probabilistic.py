@@ -257,9 +257,13 @@ def probabilistic_links(
     _quiet_splink()
     spark = std.sparkSession
     t = time.perf_counter()
-    df, plan = plan_blocking(splink_input(std), cfg)
+    # Cached while the plan counts the keys: the blocked frame is built from it again
+    # (the join of the records with their deterministic clusters ran twice).
+    base = splink_input(std).persist()
+    df, plan = plan_blocking(base, cfg)
     df = df.persist()
     n = df.count()
+    base.unpersist()
     total_pairs = max(n * (n - 1) / 2, 1.0)
     prior = min(max(n_deterministic_pairs / cfg.deterministic_recall / total_pairs, 1e-9), 0.5)
     rules = [f"l.blk_{i} = r.blk_{i} and l.det_cluster <> r.det_cluster" for i in plan.used]
