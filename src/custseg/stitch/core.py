@@ -236,7 +236,9 @@ def stitch_identities(
     links = det_links.select(*LINK_COLUMNS).unionByName(prob_links).localCheckpoint()
     # Deterministic clusters are connected already: contract each to one vertex and run
     # the components over the probabilistic links between them only.
-    member = det_cc.select("rid", F.col("component").alias("det_cluster"))  # not the join std_c is
+    # From the checkpointed clusters: taken from std_c, the join of every record with its
+    # cluster ran again (clustering on the reference preset: 83 -> 41 s).
+    member = det_cc.select("rid", F.col("component").alias("det_cluster"))
     between = (
         prob_links.join(member.withColumnRenamed("rid", "rid_l"), "rid_l")
         .select("rid_r", F.col("det_cluster").alias("src"))
