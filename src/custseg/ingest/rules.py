@@ -110,9 +110,9 @@ def parse_frame(df: DataFrame, contract: TableContract, src: SourceConfig) -> Da
         missing.alias("_missing_key"),
         date_fail.alias("_unparseable_date"),
         number_fail.alias("_unparseable_number"),
-        # A record the parser could split holds U+FFFD in its raw text only where one of
-        # its string columns does (checked above), so only the unsplit ones are searched.
-        (encoding | (F.col("_malformed") & F.col("_raw").contains(REPLACEMENT_CHAR))).alias("_bad_encoding"),
+        # The string columns only: a record the parser could not split is
+        # malformed_record, the rule before this one, whatever its bytes.
+        encoding.alias("_bad_encoding"),
     )
 
 
