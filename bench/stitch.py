@@ -54,7 +54,9 @@ def ours(records: DataFrame, truth: DataFrame, cfg: Config) -> tuple[float, dict
     imap = result.identity_map.checkpoint()  # materialised: the stage's real output
     wall = time.perf_counter() - started
     scores = stitch_scores(imap, truth)
-    return wall, scores, {"metrics": result.metrics, "timings": result.timings}
+    # Records per review reason (a handful of rows), after the clock stops.
+    review = {str(r["review_reason"]): r["count"] for r in imap.groupBy("review_reason").count().collect()}
+    return wall, scores, {"metrics": result.metrics, "timings": result.timings, "review": review}
 
 
 def splink_alone(records: DataFrame, truth: DataFrame, cfg: Config) -> tuple[float, dict[str, float], str]:
@@ -122,6 +124,8 @@ def main() -> None:
             "  stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in info["timings"].items()),
             "  " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items() if "pair" in k or "bcubed" in k),
             "  " + ", ".join(f"{k} {v:,.0f}" for k, v in info["metrics"].items() if "prior" not in k),
+            "  records by review reason: "
+            + ", ".join(f"{k} {v:,}" for k, v in sorted(info["review"].items())),
         ]
         print("\n".join(lines), flush=True)  # noqa: T201 - benchmark output
 

@@ -152,6 +152,38 @@ CASES: list[dict[str, object]] = [
         )
         for i in range(25)
     ],
+    # a chain the review cannot break: one person with a birth date mistyped in one
+    # system; each link agrees on a phone or a device, the cluster holds two birth dates
+    person(
+        "contra",
+        "contra-1",
+        first_name="Wilhelmina",
+        last_name="Strathdee",
+        date_of_birth=date(1979, 4, 12),
+        phone="07444 818181",
+        postcode="AB10 1XG",
+    ),
+    person(
+        "contra",
+        "contra-2",
+        "app",
+        first_name="Wilhelmina",
+        last_name="Strathdee",
+        phone="07444818181",
+        postcode="AB10 1XG",
+        email="wil.strathdee@post.example",
+        device_id="dev-5f5f-0042",
+    ),
+    person(
+        "contra",
+        "contra-3",
+        "call_centre",
+        first_name="Wilhelmina",
+        last_name="Strathdee",
+        date_of_birth=date(1983, 9, 30),
+        email="wil.strathdee@post.example",
+        device_id="dev-5f5f-0042",
+    ),
     # the PII canary
     person("canary", "canary-1", first_name="Canary", last_name="Birdsong", email=CANARY),
 ]
@@ -289,6 +321,41 @@ def test_no_accepted_probabilistic_link_contradicts_itself(stitched: Stitched) -
     assert counts.get((True, True), 0) == 0, counts
     assert counts.get((True, False), 0) == stitched.run.metrics["probabilistic_links_vetoed"] > 0
     assert counts.get((False, True), 0) > 0
+
+
+def test_review_reason_against_the_records_each_customer_holds(stitched: Stitched) -> None:
+    """A customer is flagged contradicted_cluster exactly when its records hold two values
+    of a single-valued field (birth dates compared up to a day/month swap), and
+    oversized_cluster when above the size cap; recomputed here in pandas from the
+    standardised records, independent of which clusters the stage re-examined."""
+    cfg = stitched.cfg.stitch
+    std = (
+        standardise_records(stitched.store.read("bronze.identity_records"), cfg)
+        .select("source_system", "source_id", *cfg.single_valued_fields)
+        .toPandas()
+    )
+    imap = stitched.store.read("silver.identity_map").toPandas()
+    both = imap.merge(std, on=["source_system", "source_id"], validate="one_to_one")
+    dob = pd.to_datetime(both["date_of_birth"])
+    day, month = dob.dt.day, dob.dt.month
+    both["date_of_birth"] = (
+        dob.dt.year.astype("Int64").astype(str)
+        + "-"
+        + pd.concat([day, month], axis=1).min(axis=1).astype("Int64").astype(str)
+        + "-"
+        + pd.concat([day, month], axis=1).max(axis=1).astype("Int64").astype(str)
+    ).where(dob.notna())
+    values = both.groupby("customer_id")[cfg.single_valued_fields].nunique()
+    contradicted = set(values.index[(values > 1).any(axis=1)])
+    size = both.groupby("customer_id").size()
+    expected = {
+        c: "oversized_cluster" if size[c] > cfg.max_cluster_size else "contradicted_cluster"
+        for c in set(size.index[size > cfg.max_cluster_size]) | contradicted
+    }
+    assert contradicted, "no customer left contradicted: nothing is checked"
+    flagged = imap[imap.review_reason.notna()].groupby("customer_id").review_reason.first().to_dict()
+    assert flagged == expected
+    assert imap.groupby("customer_id").review_reason.nunique(dropna=False).max() == 1
 
 
 def test_mlflow_outputs_and_no_pii(stitched: Stitched) -> None:

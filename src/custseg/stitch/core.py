@@ -270,6 +270,9 @@ def stitch_identities(
     n_contradicted = int(review_counts["contradicted"] or 0)
     used = links.withColumn("accepted", F.lit(True)).unionByName(vetoed.withColumn("accepted", F.lit(False)))
     n_attached = 0
+    # With nothing to re-examine no cluster is contradicted; otherwise only the clusters
+    # re-examination changed can be (below).
+    still_contradicted = clusters.select("component").limit(0)
     if n_oversized or n_contradicted:
         # Re-examine: in a contradicted cluster keep only links whose records agree on a
         # single-valued field (same phone, birth date, device or account); in an
@@ -316,10 +319,18 @@ def stitch_identities(
             .withColumn("accepted", F.col("accepted") & F.col("rejected").isNull())
             .drop("rejected")
         )
-    still_contradicted = _contradicted(std, clusters, cfg.single_valued_fields).withColumn(
-        "still_contradicted", F.lit(True)
+        # A cluster holding none of the re-examined records kept its records (a record is
+        # only reattached from a re-examined cluster, into the cluster it joins, which then
+        # holds it) and was not contradicted: only the others are checked again, not every
+        # record (the contradiction check's join and aggregate over all 1.2M records at the
+        # reference preset).
+        changed = clusters.join(members.select("rid"), "rid", "left_semi").select("component").distinct()
+        still_contradicted = _contradicted(
+            std, clusters.join(changed, "component", "left_semi"), cfg.single_valued_fields
+        )
+    clusters = clusters.join(
+        still_contradicted.withColumn("still_contradicted", F.lit(True)), "component", "left"
     )
-    clusters = clusters.join(still_contradicted, "component", "left")
     clusters = clusters.join(sizes, "component")
     lap("clustering")
 
