@@ -337,13 +337,13 @@ def test_review_reason_against_the_records_each_customer_holds(stitched: Stitche
     imap = stitched.store.read("silver.identity_map").toPandas()
     both = imap.merge(std, on=["source_system", "source_id"], validate="one_to_one")
     dob = pd.to_datetime(both["date_of_birth"])
-    day, month = dob.dt.day, dob.dt.month
+    day_month = pd.concat([dob.dt.day, dob.dt.month], axis=1)
     both["date_of_birth"] = (
         dob.dt.year.astype("Int64").astype(str)
         + "-"
-        + pd.concat([day, month], axis=1).min(axis=1).astype("Int64").astype(str)
+        + day_month.min(axis=1).astype("Int64").astype(str)
         + "-"
-        + pd.concat([day, month], axis=1).max(axis=1).astype("Int64").astype(str)
+        + day_month.max(axis=1).astype("Int64").astype(str)
     ).where(dob.notna())
     values = both.groupby("customer_id")[cfg.single_valued_fields].nunique()
     contradicted = set(values.index[(values > 1).any(axis=1)])

@@ -260,10 +260,12 @@ def probabilistic_links(
     # Cached while the plan counts the keys: the blocked frame is built from it again
     # (the join of the records with their deterministic clusters ran twice).
     base = splink_input(std).persist()
-    df, plan = plan_blocking(base, cfg)
-    df = df.persist()
-    n = df.count()
-    base.unpersist()
+    try:
+        df, plan = plan_blocking(base, cfg)
+        df = df.persist()
+        n = df.count()
+    finally:
+        base.unpersist()
     total_pairs = max(n * (n - 1) / 2, 1.0)
     prior = min(max(n_deterministic_pairs / cfg.deterministic_recall / total_pairs, 1e-9), 0.5)
     rules = [f"l.blk_{i} = r.blk_{i} and l.det_cluster <> r.det_cluster" for i in plan.used]
