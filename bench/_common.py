@@ -43,11 +43,17 @@ class RssSampler:
 
 
 def bench_parser(doc: str, data_help: str) -> argparse.ArgumentParser:
-    """The options every draw-once benchmark has: --preset, --data, --driver-memory."""
+    """The options every draw-once benchmark has: --preset, --data, --driver-memory, --seed, --set."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--preset", default="reference", choices=["tiny", "small", "reference"])
     parser.add_argument("--data", default=None, help=data_help)
     parser.add_argument("--driver-memory", default="12g")
+    parser.add_argument(
+        "--seed", type=int, default=42, help="run.seed: the world drawn and every random step"
+    )
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)"
+    )
     return parser
 
 
@@ -63,6 +69,8 @@ def bench_session(args: argparse.Namespace, name: str) -> tuple[Config, SparkSes
             "spark.ui_enabled=false",
             f"spark.driver_memory={args.driver_memory}",
             f"spark.checkpoint_dir={out / '_checkpoints'}",
+            f"run.seed={args.seed}",
+            *args.set,
         ],
     )
     from custseg.session import build_session

@@ -25,15 +25,18 @@ import multiprocessing as mp
 import resource
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from _common import RssSampler, bench_parser, bench_session
 from features import EVENTS, draw
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from sklearn.metrics import adjusted_rand_score
 
+from custseg.config import Config
 from custseg.features import build_customer_features
 from custseg.pipeline import run_stage
 from custseg.segment import KPrototypes
@@ -49,6 +52,35 @@ K = 4
 def say(text: object) -> None:
     """Benchmark output."""
     print(text, flush=True)  # noqa: T201
+
+
+def draw_features(spark: SparkSession, cfg: Config, out: Path) -> DataFrame:
+    """The preset drawn once into ``out`` (as bench/features.py) and its as-of customer
+    features built from the true identity map (kept in ``out/customer_features``)."""
+    draw(spark, cfg, out)
+    if not (out / "customer_features" / "_SUCCESS").exists():
+        read = {n: spark.read.parquet(str(out / n)) for n in (*EVENTS, "customer_attributes", "identity_map")}
+        fc = cfg.features
+        build_customer_features(
+            read["transactions"],
+            read["identity_map"],
+            support=read["support_contacts"],
+            usage=read["product_usage"],
+            touches=read["marketing_touches"],
+            attributes=read["customer_attributes"],
+            as_of=cfg.generate.end_date + timedelta(days=1),
+            windows_days=fc.windows_days,
+            categorical_attributes=fc.categorical_attributes,
+            numeric_attributes=fc.numeric_attributes,
+        ).write.mode("overwrite").parquet(str(out / "customer_features"))
+    return spark.read.parquet(str(out / "customer_features"))
+
+
+def truth_segments(spark: SparkSession, out: Path) -> DataFrame:
+    """customer_id (the person), latent segment and is_bot of the drawn people."""
+    return spark.read.parquet(str(out / "people")).select(
+        F.col("person_id").cast("string").alias("customer_id"), F.col("segment").alias("latent"), "is_bot"
+    )
 
 
 def kmodes_run(
@@ -148,23 +180,7 @@ def main() -> None:
     parser.add_argument("--skip-fit", action="store_true", help="only the whole stage (no kmodes run)")
     args = parser.parse_args()
     cfg, spark, out, jvm_pid = bench_session(args, "segment")
-    draw(spark, cfg, out)
-    if not (out / "customer_features" / "_SUCCESS").exists():
-        read = {n: spark.read.parquet(str(out / n)) for n in (*EVENTS, "customer_attributes", "identity_map")}
-        fc = cfg.features
-        build_customer_features(
-            read["transactions"],
-            read["identity_map"],
-            support=read["support_contacts"],
-            usage=read["product_usage"],
-            touches=read["marketing_touches"],
-            attributes=read["customer_attributes"],
-            as_of=cfg.generate.end_date + timedelta(days=1),
-            windows_days=fc.windows_days,
-            categorical_attributes=fc.categorical_attributes,
-            numeric_attributes=fc.numeric_attributes,
-        ).write.mode("overwrite").parquet(str(out / "customer_features"))
-    features = spark.read.parquet(str(out / "customer_features"))
+    features = draw_features(spark, cfg, out)
     sc = cfg.segment
     numeric, categorical = numeric_inputs(sc), categorical_inputs(sc)
     inputs = out / "segment_inputs"
@@ -208,9 +224,7 @@ def main() -> None:
     started = time.perf_counter()
     run = run_stage(stage_cfg, "segment", run_id=f"bench-{int(time.time())}")
     stage_seconds = time.perf_counter() - started
-    truth = spark.read.parquet(str(out / "people")).select(
-        F.col("person_id").cast("string").alias("customer_id"), F.col("segment").alias("latent"), "is_bot"
-    )
+    truth = truth_segments(spark, out)
     joined = store.read("gold.segment_assignments").join(truth, "customer_id")
     counts = joined.groupBy("latent", "is_bot", "segment_name", "is_outlier").count().toPandas()
     bots = counts[counts["is_bot"]]

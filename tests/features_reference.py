@@ -79,6 +79,15 @@ def reference_features(
     first = pd.concat([x[["customer_id", "day"]] for x in present]).groupby("customer_id")["day"].min()
     out = pd.DataFrame({"first_event_date": first})
     out["days_since_first_event"] = [(d - x).days for x in first]
+    start = d - timedelta(days=windows[-1])
+    own = pd.concat([x[["customer_id", "day"]] for x in (t, s, u) if x is not None])
+    last = own[own["day"] >= start].groupby("customer_id")["day"].max()
+    out["last_active_date"] = last.reindex(out.index)
+    out["days_since_last_active"] = [None if pd.isna(x) else (d - x).days for x in out["last_active_date"]]
+    out["active_span_days"] = [
+        None if pd.isna(x) else (x - max(f, start)).days + 1
+        for f, x in zip(out["first_event_date"], out["last_active_date"], strict=True)
+    ]
     out = out.join(_purchases(t, d))
     out["orders_lifetime"] = out["orders_lifetime"].fillna(0).astype(int)
     out["purchase_days"] = out["purchase_days"].fillna(0).astype(int)

@@ -257,6 +257,13 @@ def test_stage_writes_clv_holdout_and_segment_check(spark: SparkSession, tmp_pat
     store.write(transactions, "bronze.transactions")
     store.write(imap, "silver.identity_map")
     store.write(segments, "gold.segment_assignments")
+    # the figure segment names rank by (segment.value_col); any per-customer value will do
+    value = (
+        transactions.join(imap, ["source_system", "source_id"])
+        .groupBy("customer_id")
+        .agg(F.sum(F.when(F.col("ts") >= "2025-11-01", F.col("amount")).otherwise(0.0)).alias("profit_365d"))
+    )
+    store.write(value, "gold.customer_features")
     run = run_stage(cfg, "clv", run_id="clv-test")
 
     orders = (
@@ -305,11 +312,17 @@ def test_stage_writes_clv_holdout_and_segment_check(spark: SparkSession, tmp_pat
     assert run.metrics["holdout.customers"] < len(ref)
 
     seg = check.read("gold.clv_segment_check").toPandas().set_index("segment")
-    truth = clv.join(segments.toPandas().set_index("customer_id"), how="inner")
+    truth = clv.join(segments.toPandas().set_index("customer_id"), how="inner").join(
+        value.toPandas().set_index("customer_id"), how="left"
+    )
     by = truth.groupby("segment")
     pd.testing.assert_series_equal(seg["mean_clv"].sort_index(), by["clv"].mean(), check_names=False)
+    pd.testing.assert_series_equal(
+        seg["mean_value"].sort_index(), by["profit_365d"].mean(), check_names=False
+    )
     pd.testing.assert_series_equal(seg["customers"].sort_index(), by.size(), check_names=False)
-    rho = stats.spearmanr(by["historical_value"].mean(), by["clv"].mean()).statistic
+    assert (seg["value_col"] == "profit_365d").all()
+    rho = stats.spearmanr(by["profit_365d"].mean(), by["clv"].mean()).statistic
     assert run.metrics["segments.spearman"] == pytest.approx(rho)
     assert seg.loc["core", "value_rank"] == 1 and seg.loc["core", "clv_rank"] == 1
     assert run.metrics["segments.top_clv_share"] > run.metrics["segments.top_customer_share"]

@@ -154,10 +154,14 @@ def test_hand_computed_values(hand_features: DataFrame) -> None:
     assert a["profit_90d"] == pytest.approx(150.0 - 68.0 - 6.5)
     assert a["sessions_trend"] == pytest.approx(math.log1p(3) - math.log1p(3))
     assert (a["plan"], a["region"], a["acquisition_cost"]) == ("pro", "north", 100.0)
+    # own activity ends with the order and the usage of May 31; the span starts at Jan 1's order
+    assert (a["last_active_date"], a["days_since_last_active"]) == (date(2026, 5, 31), 1)
+    assert a["active_span_days"] == (date(2026, 5, 31) - date(2026, 1, 1)).days + 1
     # B: touched, never bought: zeros where zero is the truth, null where undefined
     assert b["orders_1095d"] == 0 and b["monetary_1095d"] == 0.0 and b["active_days_1095d"] == 0
     assert b["recency_days"] is None and b["avg_order_value"] is None and b["is_repeat_buyer"] is False
     assert b["support_resolution_rate"] is None and b["touch_cost_30d"] == 2.0
+    assert b["last_active_date"] is None and b["active_span_days"] is None  # touches are not activity
     assert (b["plan"], b["region"], b["acquisition_cost"]) == (None, "south", 50.0)
 
 

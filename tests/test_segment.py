@@ -24,7 +24,7 @@ from custseg.generate import generate_world
 from custseg.pipeline import run_stage
 from custseg.segment import KPrototypes, KPrototypesModel, LogStandardScaler
 from custseg.segment.blocks import MAX_CATEGORY_VALUES, ColumnBlocks
-from custseg.segment.naming import OUTLIER, outlier_clusters, segment_names
+from custseg.segment.naming import OUTLIER, outlier_clusters, segment_names, tiers
 from custseg.segment.validate import (
     Stability,
     adjusted_rand_index,
@@ -303,32 +303,68 @@ def test_outliers_and_names_come_from_profiles() -> None:
     profiles = pd.DataFrame(
         {
             "cluster": [0, 1, 2, 3],
-            "monetary_365d": [900.0, 120.0, 40.0, 0.0],
-            "gross_margin_365d": [600.0, 60.0, 5.0, 0.0],
+            "customers": [100, 300, 200, 3],
+            "profit_365d": [600.0, 40.0, -25.0, 0.0],
             "active_days_365d": [200.0, 90.0, 10.0, 5.0],
-            "cost_to_serve_365d": [50.0, 20.0, 30.0, 0.0],
+            "cost_to_serve_365d": [50.0, 20.0, 90.0, 0.0],
             "is_outlier": [False, False, False, True],
         }
     )
-    kwargs = {"value_cols": ["monetary_365d", "gross_margin_365d"], "engagement_col": "active_days_365d"}
+    kwargs = {"value_col": "profit_365d", "engagement_col": "active_days_365d"}
     names = segment_names(profiles, cost_col="cost_to_serve_365d", **kwargs)
+    # mean cost 47.8 per business customer: cluster 2's 90 is above 1.5 x that
     assert names == {
         0: "High-value engaged",
         1: "Mid-value casual",
-        2: "Low-value dormant, costly to serve",
+        2: "Low-value dormant, costly to serve, loss-making",
         3: OUTLIER,
     }
+    assert segment_names(profiles, cost_col="cost_to_serve_365d", costly_ratio=2.0, **kwargs)[2] == (
+        "Low-value dormant, loss-making"
+    )
     # the names follow the profiles, not the ids
     shuffled = profiles.assign(cluster=[3, 0, 1, 2])
     assert segment_names(shuffled, cost_col="cost_to_serve_365d", **kwargs) == {
         3: "High-value engaged",
         0: "Mid-value casual",
-        1: "Low-value dormant, costly to serve",
+        1: "Low-value dormant, costly to serve, loss-making",
         2: OUTLIER,
     }
-    # equal profiles still get distinct names
+    # equal profiles still get distinct names, with no number appended
     twins = pd.concat([profiles.iloc[:2], profiles.iloc[1:2].assign(cluster=5)]).assign(is_outlier=False)
-    assert len(set(segment_names(twins, **kwargs).values())) == 3
+    twin_names = segment_names(twins, **kwargs)
+    assert len(set(twin_names.values())) == 3 and not any(n[-1].isdigit() for n in twin_names.values())
+
+
+def tier_order_agrees(named: pd.DataFrame, value_col: str) -> bool:
+    """``named`` has one row per business segment with ``name`` and the mean ``value_col``:
+    read from the most valuable down, the tier words are the tier list in its order."""
+    words = tiers(len(named))
+    ordered = named.sort_values(value_col, ascending=False)["name"]
+    positions = [next(i for i, w in enumerate(words) if name.startswith(w + " ")) for name in ordered]
+    return positions == sorted(positions) and len(set(positions)) == len(positions)
+
+
+@pytest.mark.parametrize("m", [2, 3, 4, 5, 6, 7, 9])
+def test_value_tiers_follow_the_value_figure(m: int) -> None:
+    """For any profiles, the tier words read in value order are the tier list in order:
+    the name never disagrees with the figure printed beside it."""
+    rng = np.random.default_rng(m)
+    profiles = pd.DataFrame(
+        {
+            "cluster": rng.permutation(m),
+            "customers": rng.integers(10, 1000, m),
+            "profit_365d": rng.normal(100, 300, m),
+            "active_days_365d": rng.uniform(0, 300, m),
+            "cost_to_serve_365d": rng.uniform(0, 100, m),
+            "is_outlier": False,
+        }
+    )
+    names = segment_names(
+        profiles, value_col="profit_365d", engagement_col="active_days_365d", cost_col="cost_to_serve_365d"
+    )
+    assert tier_order_agrees(profiles.assign(name=profiles["cluster"].map(names)), "profit_365d")
+    assert len(set(names.values())) == m
 
 
 def test_segment_stage_and_scoring_on_the_tiny_preset(spark: SparkSession, tmp_path: Path) -> None:
@@ -384,6 +420,16 @@ def test_segment_stage_and_scoring_on_the_tiny_preset(spark: SparkSession, tmp_p
     assert business["segment_name"].nunique() == run.metrics["chosen_k"]
     assert adjusted_rand_score(business["latent"], business["segment_name"]) > 0.3
     assert not assignments["segment_name"].str.match(r"^\d+$").any()
+    # the tiers follow the mean 12-month profit per customer of each segment, from pandas
+    latest = features.where(F.col("snapshot_date") == "2026-11-01").select("customer_id", "profit_365d")
+    named = (
+        assignments[~assignments["is_outlier"]]
+        .merge(latest.toPandas(), on="customer_id")
+        .groupby("segment_name", as_index=False)["profit_365d"]
+        .mean()
+        .rename(columns={"segment_name": "name"})
+    )
+    assert tier_order_agrees(named, "profit_365d"), named
 
     selection = store.read("gold.segment_model_selection").toPandas()
     assert set(selection["algorithm"]) == {"kprototypes", "kmeans"} and set(selection["k"]) == {3, 4}

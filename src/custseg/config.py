@@ -722,29 +722,30 @@ class ClvConfig(_Section):
 
 
 SEGMENT_NUMERIC = (
-    "orders_per_year",
+    "orders_per_active_year",
     "avg_order_value",
     "discount_share_1095d",
     "cost_of_goods_rate",
-    "support_per_year",
+    "support_per_active_year",
     "unresolved_rate",
     "active_day_share",
     "sessions_per_active_day",
     "max_daily_features_used_1095d",
-    "touches_per_year",
+    "touches_per_active_year",
 )
-# Rates over the customer's whole history (the longest window), so customers of different
-# tenure compare; every null has a defined fill.
+# Rates over the customer's active span in the longest window (first event to last own
+# activity, at least 30 days), so a customer who left long ago compares by how it behaved
+# while active; every null has a defined fill. docs/segment.md has the evidence.
+_ACTIVE_YEARS = "(greatest(coalesce(active_span_days, 0), 30) / 365.25)"
 SEGMENT_DERIVED = {
-    "orders_per_year": "orders_1095d / (greatest(least(days_since_first_event, 1095), 30) / 365.25)",
+    "orders_per_active_year": f"orders_1095d / {_ACTIVE_YEARS}",
     "avg_order_value": "coalesce(avg_order_value, 0.0)",
     "cost_of_goods_rate": "CASE WHEN gross_sales_1095d > 0 THEN cogs_1095d / gross_sales_1095d ELSE 0.0 END",
-    "support_per_year": "support_contacts_1095d"
-    " / (greatest(least(days_since_first_event, 1095), 30) / 365.25)",
+    "support_per_active_year": f"support_contacts_1095d / {_ACTIVE_YEARS}",
     "unresolved_rate": "1.0 - coalesce(support_resolution_rate, 1.0)",
-    "active_day_share": "active_days_1095d / greatest(least(days_since_first_event, 1095), 1)",
+    "active_day_share": "active_days_1095d / greatest(coalesce(active_span_days, 0), 30)",
     "sessions_per_active_day": "sessions_1095d / greatest(active_days_1095d, 1)",
-    "touches_per_year": "touches_1095d / (greatest(least(days_since_first_event, 1095), 30) / 365.25)",
+    "touches_per_active_year": f"touches_1095d / {_ACTIVE_YEARS}",
 }
 
 
@@ -766,12 +767,12 @@ class SegmentConfig(_Section):
     )
     log_features: list[str] = Field(
         [
-            "orders_per_year",
+            "orders_per_active_year",
             "avg_order_value",
-            "support_per_year",
+            "support_per_active_year",
             "sessions_per_active_day",
             "max_daily_features_used_1095d",
-            "touches_per_year",
+            "touches_per_active_year",
         ],
         description="Numeric inputs given a signed log1p before standardising (heavy-tailed money, counts).",
     )
@@ -840,11 +841,19 @@ class SegmentConfig(_Section):
         "rows); their partition of all rows is scored with the same cost as k-prototypes'. Fitting "
         "the three on all 480k rows of the reference preset took ~60 % of the stage.",
     )
-    value_cols: list[str] = Field(
-        ["monetary_365d", "gross_margin_365d"], min_length=1, description="Naming: value tier from these."
+    value_col: str = Field(
+        "profit_365d",
+        description="Naming: the value tier ranks segments by the mean of this feature per customer "
+        "(12-month profit: gross margin - cost to serve); the CLV cross-check ranks by the same figure.",
     )
     engagement_col: str = Field("active_days_365d", description="Naming: engagement word from this.")
     cost_col: str | None = Field("cost_to_serve_365d", description="Naming: cost-to-serve word from this.")
+    costly_ratio: float = Field(
+        1.5,
+        gt=1,
+        description="Naming: the segment costing most to serve is 'costly to serve' when its mean "
+        "cost_col is at least this multiple of the business customers' mean.",
+    )
     persona_col: str | None = Field(
         "legacy_persona", description="Legacy personas to cross-tabulate; null = none."
     )

@@ -78,11 +78,12 @@ def segment_value_check(
     value_col: str = "historical_value",
     customer_col: str = "customer_id",
 ) -> tuple[pd.DataFrame, float]:
-    """Per segment: customers, mean historical value, mean and total predicted CLV, share
-    of customers and of CLV, the rank of each (1 = most valuable), and whether the two
-    ranks agree; plus the Spearman correlation between the two orders (nan with fewer
-    than two segments). ``clv`` has customer_col, clv and value_col; ``segments`` has
-    customer_col and segment_col (customers without a segment are left out)."""
+    """Per segment: customers, mean value (of ``value_col``: the stage passes the figure the
+    segment names rank by), mean and total predicted CLV, share of customers and of CLV,
+    the rank of each (1 = most valuable), and whether the two ranks agree; plus the
+    Spearman correlation between the two orders (nan with fewer than two segments).
+    ``clv`` has customer_col, clv and value_col; ``segments`` has customer_col and
+    segment_col (customers without a segment are left out)."""
     for df, cols, what in (
         (clv, (customer_col, "clv", value_col), "clv"),
         (segments, (customer_col, segment_col), "segments"),
@@ -98,7 +99,7 @@ def segment_value_check(
         joined.groupBy("segment")
         .agg(
             F.count(F.lit(1)).alias("customers"),
-            F.avg(value_col).alias("mean_historical_value"),
+            F.avg(value_col).alias("mean_value"),
             F.avg("clv").alias("mean_clv"),
             F.sum("clv").alias("total_clv"),
         )
@@ -106,12 +107,12 @@ def segment_value_check(
     )
     table["customer_share"] = table["customers"] / table["customers"].sum()
     table["clv_share"] = table["total_clv"] / table["total_clv"].sum()
-    table["value_rank"] = table["mean_historical_value"].rank(ascending=False, method="min").astype(int)
+    table["value_rank"] = table["mean_value"].rank(ascending=False, method="min").astype(int)
     table["clv_rank"] = table["mean_clv"].rank(ascending=False, method="min").astype(int)
     table["ranks_agree"] = table["value_rank"] == table["clv_rank"]
     table = table.sort_values("value_rank").reset_index(drop=True)
     rho = (
-        float(stats.spearmanr(table["mean_historical_value"], table["mean_clv"]).statistic)
+        float(stats.spearmanr(table["mean_value"], table["mean_clv"]).statistic)
         if len(table) >= 2
         else float("nan")
     )

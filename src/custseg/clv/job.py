@@ -119,15 +119,21 @@ def run_segment_check(ctx: StageContext, clv: DataFrame) -> dict[str, float]:
     segments = latest_snapshot(tables.read(cfg.segments_table))
     if "is_outlier" in segments.columns:
         segments = segments.where(~F.col("is_outlier"))
-    table, rho = segment_value_check(clv, segments, segment_col=cfg.segment_col)
+    value = segment_value(ctx, segments)
+    value_col = ctx.cfg.segment.value_col
+    table, rho = segment_value_check(
+        clv.join(value, "customer_id", "left"), segments, segment_col=cfg.segment_col, value_col=value_col
+    )
+    table["value_col"] = value_col
     tables.write(ctx.spark.createDataFrame(table), "gold.clv_segment_check")
     run.log_dict(table.to_dict(orient="records"), "clv/segment_check.json")
     for row in table.itertuples():
         if not row.ranks_agree:
             log.warning(
-                "clv: segment %s is number %d by historical value but %d by predicted CLV",
+                "clv: segment %s is number %d by mean %s but %d by predicted CLV",
                 row.segment,
                 row.value_rank,
+                value_col,
                 row.clv_rank,
             )
     top = table.iloc[0]
@@ -138,6 +144,25 @@ def run_segment_check(ctx: StageContext, clv: DataFrame) -> dict[str, float]:
         "segments.top_customer_share": float(top["customer_share"]),
         "segments.top_clv_share": float(top["clv_share"]),
     }
+
+
+def segment_value(ctx: StageContext, segments: DataFrame) -> DataFrame:
+    """customer_id and ``segment.value_col`` (the figure the segment names rank by) from
+    ``segment.features_table`` at the segments' snapshot."""
+    sc = ctx.cfg.segment
+    if not ctx.tables.exists(sc.features_table):
+        raise FileNotFoundError(
+            f"clv: the segment cross-check ranks segments by {sc.value_col} from {sc.features_table}, "
+            "which does not exist; run the features stage first"
+        )
+    features = ctx.tables.read(sc.features_table)
+    if sc.value_col not in features.columns:
+        raise ValueError(f"clv: {sc.features_table} has no column {sc.value_col!r} (segment.value_col)")
+    wanted = None
+    if "snapshot_date" in segments.columns and "snapshot_date" in features.columns:
+        row = segments.agg(F.max("snapshot_date")).first()
+        wanted = row[0] if row else None
+    return latest_snapshot(features, wanted).select("customer_id", sc.value_col)
 
 
 def run_clv(ctx: StageContext) -> None:

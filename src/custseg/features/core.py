@@ -32,6 +32,8 @@ MAX_SEGMENT_DAYS = 63
 # The event tables, in output order; event_totals has a row count ``n_<table>`` of each
 # table given (also for the mapping report).
 EVENT_TABLES = ("transactions", "support_contacts", "product_usage", "marketing_touches")
+# The tables whose rows are the customer's own activity (last_active_date, active_span_days).
+ACTIVITY_TABLES = ("transactions", "support_contacts", "product_usage")
 TABLE_REQUIRED: dict[str, tuple[str, ...]] = {
     "transactions": (
         "source_system",
@@ -283,7 +285,8 @@ def event_totals(
     The segments are the intervals between the cuts of ``SnapshotPlan.cuts``; rows
     before the first cut or on or after the last snapshot have a null segment_start and
     are summed too (they count in the mapping report and in the first event day).
-    Columns: customer_id, mapping_status, segment_start, first_day, ``n_<table>`` and the
+    Columns: customer_id, mapping_status, segment_start, first_day, last_active_day (the
+    last day with a row of ``ACTIVITY_TABLES``, null without), ``n_<table>`` and the
     measures of the tables given (others absent; null where a group has no row of the
     table), and for product usage ``active_days_count``, the distinct days with usage in
     the segment (a bit per day ORed over the customer's records, then counted). Events
@@ -309,6 +312,14 @@ def event_totals(
     )
     aggs = [_day_aggregate(m) for m in measures]
     aggs.append(F.min("day").alias("first_day"))
+    # The customer's own activity (orders and refunds, support contacts, product usage);
+    # marketing touches are the company's, and go on after a customer has left.
+    active = [F.col(f"n_{t}").isNotNull() for t in ACTIVITY_TABLES if t in present]
+    if active:
+        is_active = active[0]
+        for cond in active[1:]:
+            is_active = is_active | cond
+        aggs.append(F.max(F.when(is_active, F.col("day"))).alias("last_active_day"))
     if "product_usage" in present:
         day_bit = F.expr("shiftleft(CAST(1 AS BIGINT), datediff(day, segment_start))")
         aggs.append(F.bit_or(F.when(F.col("n_product_usage").isNotNull(), day_bit)).alias("_usage_days"))
@@ -423,6 +434,8 @@ def _window_aggregates(rings: DataFrame, windows: Sequence[int], trend_days: int
         for name, measure in WINDOW_MAX.items():
             if measure in rings.columns:
                 aggs.append(F.max(F.when(inside, F.col(measure)).otherwise(0)).alias(f"{name}_{w}d"))
+    if "last_active_day" in rings.columns:
+        aggs.append(F.max(F.when(ring <= windows[-1], F.col("last_active_day"))).alias("last_active_date"))
     if "sessions" in rings.columns:
         recent = ring <= trend_days
         before = (ring > trend_days) & (ring <= 2 * trend_days)
@@ -614,6 +627,16 @@ def features_from_totals(
     if attributes is not None:
         out = out.join(attributes, on="customer_id", how="left")
     out = out.withColumn("days_since_first_event", F.datediff(snap, F.col("first_event_date")))
+    if "last_active_date" in out.columns:
+        # Rates over this span, not over the whole window, describe how a customer behaved
+        # while active: a customer who left two years ago is not a slow one.
+        span_start = F.greatest(F.col("first_event_date"), F.date_sub(snap, windows[-1]))
+        out = out.withColumns(
+            {
+                "days_since_last_active": F.datediff(snap, F.col("last_active_date")),
+                "active_span_days": F.datediff(F.col("last_active_date"), span_start) + 1,
+            }
+        )
     return out.select(*feature_columns(out.columns, windows, tables))
 
 
@@ -625,6 +648,9 @@ def feature_columns(available: Sequence[str], windows: Sequence[int], tables: Se
         "last_purchase_date",
         "recency_days",
         "tenure_days",
+        "last_active_date",
+        "days_since_last_active",
+        "active_span_days",
         "orders_lifetime",
         "purchase_days",
         "avg_order_value",

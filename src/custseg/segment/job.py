@@ -100,8 +100,15 @@ def fit_prep(cfg: SegmentConfig, features: DataFrame) -> PipelineModel:
 
 
 def profile_columns(cfg: SegmentConfig, columns: list[str]) -> list[str]:
-    """Feature columns (original units) kept beside the model inputs for profiling."""
-    wanted = [*cfg.value_cols, cfg.engagement_col, *([cfg.cost_col] if cfg.cost_col else [])]
+    """Feature columns (original units) kept beside the model inputs for profiling; the
+    naming columns must be among them."""
+    wanted = [cfg.value_col, cfg.engagement_col, *([cfg.cost_col] if cfg.cost_col else [])]
+    missing = [c for c in wanted if c not in columns]
+    if missing:
+        raise ValueError(
+            f"segment: {cfg.features_table} has no column(s) {missing} "
+            "(segment.value_col / engagement_col / cost_col name the segments)"
+        )
     wanted += [c for c in cfg.numeric_features if c in columns]
     return list(dict.fromkeys(c for c in wanted if c in columns))
 
@@ -595,7 +602,11 @@ def finish(
     profiles = cluster_profiles(final_labels, profile_cols)
     profiles["is_outlier"] = profiles["cluster"] >= chosen.k
     found = segment_names(
-        profiles, value_cols=cfg.value_cols, engagement_col=cfg.engagement_col, cost_col=cfg.cost_col
+        profiles,
+        value_col=cfg.value_col,
+        engagement_col=cfg.engagement_col,
+        cost_col=cfg.cost_col,
+        costly_ratio=cfg.costly_ratio,
     )
     names = {j: found.get(j, f"segment {j} (empty)") for j in range(chosen.k)}
     labels = [*names.values(), *[OUTLIER] * (len(model.clusterCentres()) - chosen.k)]

@@ -5,11 +5,14 @@ Outliers: a cluster is an outlier (test or bot accounts, data errors) when it is
 feature at least ``min_z`` standard deviations from the mean). Outlier clusters are
 labelled ``outlier`` and left out of the business segments.
 
-Names: the business segments are ranked by value (the mean rank of their mean values in
-``value_cols``, e.g. monetary and gross margin), by engagement (``engagement_col``) and by
-cost to serve per unit of value; the value rank gives the tier, the engagement rank a
-word, and the segment that costs most to serve per unit of value (when that cost exceeds
-half its value) is called costly. Nothing maps a cluster id to a fixed name.
+Names: the business segments are ranked by value (the mean of ``value_col`` per customer,
+by default 12-month profit: the figure the report and the CLV cross-check print beside the
+name), by engagement (``engagement_col``) and by cost to serve (``cost_col``). The value rank
+gives the tier, one word per rank so tiers are monotone in the value figure and no two
+segments share a name; the engagement rank gives a word; the segment that costs most to
+serve is called costly when its cost per customer is at least ``costly_ratio`` times the
+business customers' mean, and a segment whose mean value is negative is called
+loss-making. Nothing maps a cluster id to a fixed name.
 """
 
 from __future__ import annotations
@@ -31,18 +34,29 @@ def outlier_clusters(
     return [bool(size / total <= max_share and ext) for size, ext in zip(sizes, extreme, strict=True)]
 
 
-def _tiers(m: int) -> list[str]:
-    if m == 1:
-        return ["All"]
-    if m == 2:
-        return ["High-value", "Low-value"]
-    if m == 3:
-        return ["High-value", "Mid-value", "Low-value"]
-    return [
+# One tier word per value rank (most valuable first); a tier list per number of segments.
+TIERS: dict[int, tuple[str, ...]] = {
+    1: ("All",),
+    2: ("High-value", "Low-value"),
+    3: ("High-value", "Mid-value", "Low-value"),
+    4: ("High-value", "Upper-mid-value", "Lower-mid-value", "Low-value"),
+    5: ("High-value", "Upper-mid-value", "Mid-value", "Lower-mid-value", "Low-value"),
+    6: ("Top-value", "High-value", "Upper-mid-value", "Lower-mid-value", "Low-value", "Bottom-value"),
+    7: (
+        "Top-value",
         "High-value",
-        *(["Upper-mid-value", "Lower-mid-value"] if m == 4 else ["Mid-value"] * (m - 2)),
+        "Upper-mid-value",
+        "Mid-value",
+        "Lower-mid-value",
         "Low-value",
-    ]
+        "Bottom-value",
+    ),
+}
+
+
+def tiers(m: int) -> tuple[str, ...]:
+    """The tier words of m segments, most valuable first (all distinct)."""
+    return TIERS.get(m, tuple(f"Value tier {i + 1} of {m}" for i in range(m)))
 
 
 def _engagement_word(rank: int, m: int) -> str:
@@ -54,37 +68,38 @@ def _engagement_word(rank: int, m: int) -> str:
 def segment_names(
     profiles: pd.DataFrame,
     *,
-    value_cols: Sequence[str],
+    value_col: str,
     engagement_col: str,
     cost_col: str | None = None,
+    costly_ratio: float = 1.5,
     outlier_col: str = "is_outlier",
 ) -> dict[int, str]:
-    """A name per cluster of ``profiles`` (one row per cluster: ``cluster``, the mean of
-    every named column, ``is_outlier``); unique among the business segments."""
+    """A name per cluster of ``profiles`` (one row per cluster: ``cluster``, ``customers``,
+    the mean of every named column, ``is_outlier``); distinct among the business segments."""
     names: dict[int, str] = {int(c): OUTLIER for c in profiles.loc[profiles[outlier_col], "cluster"]}
     business = profiles.loc[~profiles[outlier_col]].copy()
     m = len(business)
     if m == 0:
         return names
-    value_rank = business[list(value_cols)].rank(ascending=False, method="first").mean(axis=1)
-    business["value_rank"] = value_rank.rank(method="first").astype(int) - 1
-    business["engagement_rank"] = (
-        business[engagement_col].rank(ascending=False, method="first").astype(int) - 1
-    )
-    tiers = _tiers(m)
-    base = {
-        int(r.cluster): f"{tiers[int(r.value_rank)]} {_engagement_word(int(r.engagement_rank), m)}"
-        for r in business.itertuples()
-    }
+    value_rank = business[value_col].rank(ascending=False, method="first").astype(int) - 1
+    engagement_rank = business[engagement_col].rank(ascending=False, method="first").astype(int) - 1
+    words = tiers(m)
+    for row, v_rank, e_rank in zip(business.itertuples(), value_rank, engagement_rank, strict=True):
+        name = f"{words[v_rank]} {_engagement_word(int(e_rank), m)}"
+        names[int(row.cluster)] = name
+    qualifiers: dict[int, list[str]] = {int(c): [] for c in business["cluster"]}
     if cost_col and m > 1:
-        value = business[list(value_cols)[-1]].clip(lower=1e-9)
-        ratio = business[cost_col] / value
-        worst = business.loc[ratio.idxmax()]
-        if ratio.max() > 0.5:
-            base[int(worst.cluster)] += ", costly to serve"
-    counts: dict[str, int] = {}
-    for cluster in business.sort_values("value_rank")["cluster"]:
-        name = base[int(cluster)]
-        counts[name] = counts.get(name, 0) + 1
-        names[int(cluster)] = name if counts[name] == 1 else f"{name} {counts[name]}"
+        weights = business["customers"] if "customers" in business else pd.Series(1.0, business.index)
+        mean_cost = float((business[cost_col] * weights).sum() / weights.sum())
+        worst = business.loc[business[cost_col].idxmax()]
+        if mean_cost > 0 and worst[cost_col] >= costly_ratio * mean_cost:
+            qualifiers[int(worst["cluster"])].append("costly to serve")
+    for row in business.itertuples():
+        if getattr(row, value_col) < 0:
+            qualifiers[int(row.cluster)].append("loss-making")
+    for cluster, extra in qualifiers.items():
+        if extra:
+            names[cluster] += ", " + ", ".join(extra)
+    found = [names[int(c)] for c in business["cluster"]]
+    assert len(set(found)) == m, found  # one tier word per value rank
     return names
