@@ -33,6 +33,8 @@ from custseg.segment.validate import (
     contingency,
     mixed_dissimilarity_matrix,
     silhouette_samples,
+    smallest_value_effect,
+    value_by_cluster,
 )
 from custseg.tables import TableStore
 from custseg.tracking import load_registered_spark_model
@@ -345,6 +347,32 @@ def tier_order_agrees(named: pd.DataFrame, value_col: str) -> bool:
     return positions == sorted(positions) and len(set(positions)) == len(positions)
 
 
+def test_value_by_cluster_and_effect_sizes_against_pandas(spark: SparkSession) -> None:
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(
+        {
+            "segment": np.repeat([0, 1, 2], [400, 300, 300]),
+            "profit": np.concatenate(
+                [rng.normal(100, 40, 400), rng.normal(60, 30, 300), rng.normal(58, 30, 300)]
+            ),
+        }
+    )
+    frame.loc[5, "profit"] = None  # a null counts as 0
+    table = value_by_cluster(spark.createDataFrame(frame), "segment", "profit")
+    values = frame.assign(profit=frame["profit"].fillna(0.0)).groupby("segment")["profit"]
+    np.testing.assert_allclose(table["mean"], values.mean(), rtol=1e-12)
+    np.testing.assert_allclose(table["sd"], values.std(ddof=0), rtol=1e-9)
+    np.testing.assert_allclose(
+        table["hi"] - table["mean"], 1.96 * values.std(ddof=0) / np.sqrt(values.size())
+    )
+    # by hand: clusters 1 and 2 are nearly the same value, 0 is far from both
+    d12 = (table["mean"][1] - table["mean"][2]) / np.sqrt((table["sd"][1] ** 2 + table["sd"][2] ** 2) / 2)
+    effect, overlap = smallest_value_effect(table)
+    assert effect == pytest.approx(abs(d12)) and effect < 0.5 and overlap
+    effect, overlap = smallest_value_effect(table.iloc[:2])
+    assert effect > 1.0 and not overlap
+
+
 @pytest.mark.parametrize("m", [2, 3, 4, 5, 6, 7, 9])
 def test_value_tiers_follow_the_value_figure(m: int) -> None:
     """For any profiles, the tier words read in value order are the tier list in order:
@@ -435,11 +463,19 @@ def test_segment_stage_and_scoring_on_the_tiny_preset(spark: SparkSession, tmp_p
     assert set(selection["algorithm"]) == {"kprototypes", "kmeans"} and set(selection["k"]) == {3, 4}
     chosen = selection[selection["chosen"]]
     assert len(chosen) == 1 and chosen["algorithm"].iloc[0] == "kprototypes"
-    assert chosen["k"].iloc[0] == run.metrics["chosen_k"] and (selection["rule"] == "largest_stable").all()
+    assert chosen["k"].iloc[0] == run.metrics["chosen_k"] and (selection["rule"] == "distinct_stable").all()
     kp = selection[selection["algorithm"] == "kprototypes"]
-    if kp["all_stable"].astype(bool).any():  # the rule: the largest k whose clusters are all stable
-        assert chosen["k"].iloc[0] == kp.loc[kp["all_stable"].astype(bool), "k"].max()
-    else:  # none stable: the best silhouette
+    # the rule: the largest k that is stable, economically distinct and within 0.9 of the best
+    # silhouette; else the best silhouette among the stable k, else the best silhouette
+    stable = kp["all_stable"].astype(bool)
+    eligible = (
+        stable & kp["economically_distinct"].astype(bool) & (kp["silhouette"] >= 0.9 * kp["silhouette"].max())
+    )
+    if eligible.any():
+        assert chosen["k"].iloc[0] == kp.loc[eligible, "k"].max()
+    elif stable.any():
+        assert chosen["silhouette"].iloc[0] == kp.loc[stable, "silhouette"].max()
+    else:
         assert chosen["silhouette"].iloc[0] == kp["silhouette"].max()
     mlflow.set_tracking_uri(cfg.tracking.uri)
     comparator = MlflowClient().search_runs(

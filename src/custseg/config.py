@@ -804,13 +804,26 @@ class SegmentConfig(_Section):
     )
     unstable_below: float = Field(0.6, ge=0, le=1, description="Mean Jaccard below this: cluster unstable.")
     stable_from: float = Field(0.75, ge=0, le=1, description="Mean Jaccard at or above this: cluster stable.")
-    selection_rule: Literal["largest_stable", "silhouette_if_stable", "silhouette", "stability"] = Field(
-        "largest_stable",
-        description="largest_stable: the largest k whose business clusters are all stable (the most "
-        "detailed partition that resampling reproduces; else largest silhouette, warned); "
-        "silhouette_if_stable: largest silhouette among those k (silhouette favours few clusters: on "
-        "the reference preset it merged the 8 % core segment into a larger one); silhouette: largest "
-        "silhouette; stability: largest smallest mean Jaccard.",
+    selection_rule: Literal[
+        "distinct_stable", "largest_stable", "silhouette_if_stable", "silhouette", "stability"
+    ] = Field(
+        "distinct_stable",
+        description="distinct_stable: the largest k whose business clusters are all stable, economically "
+        "distinct (min_value_effect) and within silhouette_floor of the best silhouette (else the best "
+        "silhouette among the stable k, warned); largest_stable: the largest k whose clusters are all "
+        "stable (at scale it kept splitting segments of the same value); silhouette_if_stable: largest "
+        "silhouette among those k (silhouette favours few clusters: it merged the 8 % core segment into a "
+        "larger one); silhouette: largest silhouette; stability: largest smallest mean Jaccard.",
+    )
+    min_value_effect: float = Field(
+        0.5,
+        ge=0,
+        description="distinct_stable: every two segments' mean value_col must differ by at least this "
+        "effect size (Cohen's d, pooled standard deviation; 0.5 is Cohen's 'medium') with "
+        "non-overlapping 95 % intervals.",
+    )
+    silhouette_floor: float = Field(
+        0.9, ge=0, le=1, description="distinct_stable: a k's silhouette must be at least this x the best."
     )
     outlier_probe_k: int = Field(
         12,

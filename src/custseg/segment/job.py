@@ -50,6 +50,8 @@ from custseg.segment.validate import (
     draw_sample,
     mixed_silhouette,
     partition_cost,
+    smallest_value_effect,
+    value_by_cluster,
 )
 from custseg.tracking import StageRun, candidate_run, log_and_register_spark_model
 
@@ -129,6 +131,15 @@ class Candidate:
     stability: Stability | None = None
     model: KPrototypesModel | None = None
     sizes: list[int] = field(default_factory=list)
+    value: pd.DataFrame | None = None  # value_by_cluster of segment.value_col
+
+    def economically_distinct(self, cfg: SegmentConfig) -> bool | None:
+        """Every two clusters differ in mean value by at least ``min_value_effect`` (Cohen's
+        d) with non-overlapping intervals; None when not measured."""
+        if self.value is None:
+            return None
+        effect, overlap = smallest_value_effect(self.value)
+        return bool(effect >= cfg.min_value_effect and not overlap)
 
     def stability_table(self, cfg: SegmentConfig) -> pd.DataFrame | None:
         if self.stability is None:
@@ -159,6 +170,8 @@ class Candidate:
             if business is not None
             else None,
             "all_stable": self.all_stable(cfg),
+            "value_effect_min": smallest_value_effect(self.value)[0] if self.value is not None else None,
+            "economically_distinct": self.economically_distinct(cfg),
             "seconds": self.seconds,
         }
 
@@ -216,6 +229,9 @@ def fit_kprototypes(
                 seed=seed + 1000 * k,
                 fraction=min(1.0, cfg.bootstrap_rows / n),
             )
+        value = value_by_cluster(
+            model.transform(scaled.select(*numeric, *categorical, cfg.value_col)), "segment", cfg.value_col
+        )
         candidate = Candidate(
             "kprototypes",
             k,
@@ -226,14 +242,19 @@ def fit_kprototypes(
             stability,
             model,
             summary.clusterSizes,
+            value,
         )
         child.log_metrics({m: float(v) for m, v in candidate.row(cfg).items() if _numeric(v)})
         log.info(
-            "segment: kprototypes k=%d cost %.6g silhouette %.4f all clusters stable %s (%.1f s)",
+            "segment: kprototypes k=%d cost %.6g silhouette %.4f all clusters stable %s, mean %s by "
+            "cluster %s, smallest effect size %.2f (%.1f s)",
             k,
             candidate.cost,
             silhouette,
             candidate.all_stable(cfg),
+            cfg.value_col,
+            [round(float(v), 1) for v in value["mean"]],
+            smallest_value_effect(value)[0],
             candidate.seconds,
         )
     return candidate
@@ -354,12 +375,29 @@ def fit_comparator(
 
 
 def choose(cfg: SegmentConfig, candidates: list[Candidate]) -> Candidate:
-    """The k-prototypes candidate the configured rule picks (recorded in the selection)."""
+    """The k-prototypes candidate the configured rule picks (recorded in the selection).
+
+    ``distinct_stable``: the largest k whose clusters are all stable, economically
+    distinct (every two differ in mean value by at least ``min_value_effect``) and whose
+    silhouette is at least ``silhouette_floor`` x the sweep's best; when no k is all
+    three, the largest silhouette among the stable k, then the largest silhouette.
+    """
     kp = [c for c in candidates if c.algorithm == "kprototypes"]
     if cfg.selection_rule == "stability" and all(c.stability is not None for c in kp):
         return max(kp, key=lambda c: (c.row(cfg)["jaccard_min_mean"] or 0.0, c.silhouette))
-    if cfg.selection_rule in ("largest_stable", "silhouette_if_stable"):
-        stable = [c for c in kp if c.all_stable(cfg)]
+    stable = [c for c in kp if c.all_stable(cfg)]
+    if cfg.selection_rule == "distinct_stable":
+        best = max(c.silhouette for c in kp)
+        floor = cfg.silhouette_floor * best if best > 0 else best
+        eligible = [c for c in stable if c.economically_distinct(cfg) and c.silhouette >= floor]
+        if eligible:
+            return max(eligible, key=lambda c: c.k)
+        log.warning(
+            "segment: no k is stable, economically distinct (smallest effect size >= %.2f) and within "
+            "the silhouette floor; choosing the best silhouette among the stable k",
+            cfg.min_value_effect,
+        )
+    if cfg.selection_rule in ("largest_stable", "silhouette_if_stable", "distinct_stable"):
         if stable and cfg.selection_rule == "largest_stable":
             return max(stable, key=lambda c: c.k)
         if stable:
@@ -637,7 +675,10 @@ def finish(
     selection["chosen"] = [(c.algorithm, c.k) == ("kprototypes", chosen.k) for c in candidates]
     selection["rule"] = cfg.selection_rule
     tables.write(
-        ctx.spark.createDataFrame(selection.astype({"all_stable": "object"})), "gold.segment_model_selection"
+        ctx.spark.createDataFrame(
+            selection.astype({"all_stable": "object", "economically_distinct": "object"})
+        ),
+        "gold.segment_model_selection",
     )
 
     stability_rows = []

@@ -1,4 +1,5 @@
-"""Is a clustering real? Silhouette, bootstrap stability, cost of any partition.
+"""Is a clustering real? Silhouette, bootstrap stability, economic distinctness, cost of
+any partition.
 
 - Silhouette uses the clustering's own mixed dissimilarity (squared Euclidean + gamma x
   mismatches) on a bounded, seeded sample, exactly (every pair of the sample).
@@ -7,6 +8,10 @@
   bootstrap cluster over the resampled rows (duplicates counted, as clusterboot does),
   and the adjusted Rand index of the two partitions, all from k x k contingency tables
   counted in Spark.
+- Economic distinctness: each cluster's mean value per customer (e.g. 12-month profit)
+  with its interval, and the smallest effect size (Cohen's d) between any two clusters:
+  a split that separates customers of nearly the same value justifies no different
+  service.
 """
 
 from __future__ import annotations
@@ -200,6 +205,44 @@ def bootstrap_stability(
             np.round(jaccards[b], 3),
         )
     return Stability(jaccards, aris)
+
+
+# --- economic distinctness: do the clusters differ in value per customer? -------------
+
+
+def value_by_cluster(labelled: DataFrame, label_col: str, value_col: str, z: float = 1.96) -> pd.DataFrame:
+    """Per cluster (one job, k rows): customers, mean and population standard deviation of
+    ``value_col`` (nulls and NaN count as 0), and the mean's normal interval mean +- z sd / sqrt(n)."""
+    value = F.coalesce(F.nanvl(F.col(value_col).cast("double"), F.lit(None).cast("double")), F.lit(0.0))
+    table = pd.DataFrame(
+        labelled.groupBy(F.col(label_col).alias("cluster"))
+        .agg(
+            F.count(F.lit(1)).alias("customers"),
+            F.avg(value).alias("mean"),
+            F.stddev_pop(value).alias("sd"),
+        )
+        .toPandas()
+    )
+    table = table.sort_values("cluster").reset_index(drop=True)
+    half = z * table["sd"] / np.sqrt(table["customers"])
+    table["lo"], table["hi"] = table["mean"] - half, table["mean"] + half
+    return table
+
+
+def smallest_value_effect(table: pd.DataFrame) -> tuple[float, bool]:
+    """Over every pair of clusters of ``value_by_cluster``: the smallest effect size
+    (Cohen's d: the difference of means over the pooled standard deviation) and whether
+    any two intervals overlap. (inf, False) with fewer than two clusters."""
+    smallest, overlap = float("inf"), False
+    rows = list(table.itertuples())
+    for i, a in enumerate(rows):
+        for b in rows[i + 1 :]:
+            n = a.customers + b.customers
+            pooled = np.sqrt((a.customers * a.sd**2 + b.customers * b.sd**2) / n) if n else 0.0
+            gap = abs(a.mean - b.mean)
+            smallest = min(smallest, gap / pooled if pooled > 0 else (0.0 if gap == 0 else float("inf")))
+            overlap = overlap or (a.lo <= b.hi and b.lo <= a.hi)
+    return smallest, overlap
 
 
 # --- cost of any partition (for the MLlib comparators) ---------------------------------
