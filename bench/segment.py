@@ -225,11 +225,21 @@ def main() -> None:
     run = run_stage(stage_cfg, "segment", run_id=f"bench-{int(time.time())}")
     stage_seconds = time.perf_counter() - started
     truth = truth_segments(spark, out)
-    joined = store.read("gold.segment_assignments").join(truth, "customer_id")
-    counts = joined.groupBy("latent", "is_bot", "segment_name", "is_outlier").count().toPandas()
+    value_col = cfg.segment.value_col
+    joined = (
+        store.read("gold.segment_assignments")
+        .join(truth, "customer_id")
+        .join(features.select("customer_id", value_col), "customer_id", "left")
+    )
+    counts = (
+        joined.groupBy("latent", "is_bot", "segment_name", "is_outlier")
+        .agg(F.count(F.lit(1)).alias("count"), F.sum(value_col).alias("value"))
+        .toPandas()
+    )
     bots = counts[counts["is_bot"]]
     bot_share = bots.loc[bots["is_outlier"], "count"].sum() / max(bots["count"].sum(), 1)
     business = counts[~counts["is_bot"]]
+    others_outlier = business.loc[business["is_outlier"], "count"].sum()
     labels_true = np.repeat(business["latent"].to_numpy(), business["count"].to_numpy())
     labels_pred = np.repeat(business["segment_name"].to_numpy(), business["count"].to_numpy())
     ari = adjusted_rand_score(labels_true, labels_pred)
@@ -237,26 +247,44 @@ def main() -> None:
     say(
         f"chosen k {run.metrics['chosen_k']:.0f}; ARI vs latent segments (bots left out) {ari:.3f}; "
         f"bots labelled outlier {bot_share:.1%} of {bots['count'].sum()}; "
-        f"non-bot customers labelled outlier {business.loc[business['is_outlier'], 'count'].sum()}"
+        f"other customers labelled outlier {others_outlier} ({others_outlier / business['count'].sum():.3%})"
     )
+    pd.set_option("display.width", 250)
+    pd.set_option("display.max_columns", 30)
     say(pd.crosstab(pd.Series(labels_pred, name="segment"), pd.Series(labels_true, name="latent")))
-    selection = store.read("gold.segment_model_selection").toPandas()
-    pd.set_option("display.width", 200)
+    # every segment (bots included, as the business sees them) with its value figure
+    segments = counts[~counts["is_outlier"]].groupby("segment_name")[["count", "value"]].sum()
+    segments["share"] = segments["count"] / segments["count"].sum()
+    segments[f"mean {value_col}"] = segments["value"] / segments["count"]
+    segments = segments.sort_values(f"mean {value_col}", ascending=False)
+    say(segments[["count", "share", f"mean {value_col}"]].to_string(float_format=lambda v: f"{v:,.3f}"))
+    top = segments.index[0]
+    core = business[business["latent"] == "core"]["count"].sum()
+    in_top = business[(business["segment_name"] == top)]
+    core_in_top = in_top.loc[in_top["latent"] == "core", "count"].sum()
     say(
-        selection[
-            [
-                "algorithm",
-                "k",
-                "cost",
-                "silhouette",
-                "ari_mean",
-                "jaccard_min_mean",
-                "all_stable",
-                "seconds",
-                "chosen",
-            ]
-        ].to_string(index=False)
+        f"top segment by mean {value_col}: {top!r}: holds {core_in_top / core:.1%} of the core customers "
+        f"(recall), {core_in_top / in_top['count'].sum():.1%} of it is core (precision)"
     )
+    say(
+        f"legacy personas against segments: Cramér's V {run.metrics['persona_cramers_v']:.3f} "
+        f"(95 % interval {run.metrics['persona_cramers_v_lo']:.3f}-{run.metrics['persona_cramers_v_hi']:.3f})"
+    )
+    selection = store.read("gold.segment_model_selection").toPandas()
+    columns = [
+        "algorithm",
+        "k",
+        "cost",
+        "silhouette",
+        "ari_mean",
+        "jaccard_min_mean",
+        "all_stable",
+        "value_effect_min",
+        "economically_distinct",
+        "seconds",
+        "chosen",
+    ]
+    say(selection[columns].to_string(index=False))
 
 
 if __name__ == "__main__":

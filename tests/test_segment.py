@@ -16,6 +16,7 @@ from pyspark.ml import Pipeline, PipelineModel
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from scipy.spatial.distance import cdist
+from scipy.stats.contingency import association
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 
 from custseg.config import load_config
@@ -31,6 +32,8 @@ from custseg.segment.validate import (
     best_jaccard,
     bootstrap_stability,
     contingency,
+    cramers_v,
+    cramers_v_interval,
     mixed_dissimilarity_matrix,
     silhouette_samples,
     smallest_value_effect,
@@ -373,6 +376,19 @@ def test_value_by_cluster_and_effect_sizes_against_pandas(spark: SparkSession) -
     assert effect > 1.0 and not overlap
 
 
+def test_cramers_v_against_scipy_and_its_interval() -> None:
+    rng = np.random.default_rng(11)
+    personas = rng.integers(0, 9, 5000)
+    segments = np.where(rng.random(5000) < 0.3, personas % 4, rng.integers(0, 4, 5000))  # partly tied
+    table = pd.crosstab(personas, segments).to_numpy()
+    v, lo, hi = cramers_v_interval(table, resamples=400, seed=1)
+    assert v == pytest.approx(association(table, method="cramer"), rel=1e-12)
+    assert lo < v < hi and hi - lo < 0.1
+    independent = pd.crosstab(rng.integers(0, 9, 5000), rng.integers(0, 4, 5000)).to_numpy()
+    assert cramers_v(independent) < lo  # no tie: far below the tied table's interval
+    assert cramers_v(np.array([[5, 0], [0, 7]])) == pytest.approx(1.0)
+
+
 @pytest.mark.parametrize("m", [2, 3, 4, 5, 6, 7, 9])
 def test_value_tiers_follow_the_value_figure(m: int) -> None:
     """For any profiles, the tier words read in value order are the tier list in order:
@@ -487,6 +503,15 @@ def test_segment_stage_and_scoring_on_the_tiny_preset(spark: SparkSession, tmp_p
     assert set(stability["k"]) == {3, 4} and stability["jaccard_mean"].between(0, 1).all()
     crosstab = store.read("gold.segment_persona_crosstab").toPandas()
     assert crosstab["customers"].sum() == len(assignments)
+    personas = features.where(F.col("snapshot_date") == "2026-11-01").select("customer_id", "legacy_persona")
+    by_hand = pd.crosstab(
+        assignments.merge(personas.toPandas(), on="customer_id")["legacy_persona"].fillna("unknown"),
+        assignments.merge(personas.toPandas(), on="customer_id")["segment_name"],
+    )
+    persona = store.read("gold.segment_persona_association").first()
+    assert persona["cramers_v"] == pytest.approx(association(by_hand.to_numpy(), method="cramer"), rel=1e-9)
+    assert persona["cramers_v_lo"] <= persona["cramers_v"] <= persona["cramers_v_hi"]
+    assert run.metrics["persona_cramers_v"] == pytest.approx(persona["cramers_v"])
     for frame in (assignments, selection, stability, crosstab):
         assert not {"email", "first_name", "last_name", "phone", "address", "date_of_birth"} & set(
             frame.columns

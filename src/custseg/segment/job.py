@@ -47,6 +47,7 @@ from custseg.segment.scaling import LogStandardScaler
 from custseg.segment.validate import (
     Stability,
     bootstrap_stability,
+    cramers_v_interval,
     draw_sample,
     mixed_silhouette,
     partition_cost,
@@ -516,6 +517,27 @@ def save_plots(
             run.log_artifact(path, "segment")
 
 
+PERSONA_RESAMPLES = 1000
+
+
+def persona_association(counts: pd.DataFrame, seed: int) -> dict[str, float]:
+    """How much the legacy personas say about the segments: Cramér's V of the persona x
+    segment table (business segments and outliers as they are; no persona is one more
+    row, 'unknown') with a bootstrap interval."""
+    known = counts.assign(legacy_persona=counts["legacy_persona"].fillna("unknown"))
+    table = known.pivot_table(
+        index="legacy_persona", columns="segment_name", values="customers", aggfunc="sum", fill_value=0
+    ).to_numpy()
+    v, lo, hi = cramers_v_interval(table, resamples=PERSONA_RESAMPLES, seed=seed)
+    return {
+        "cramers_v": v,
+        "cramers_v_lo": lo,
+        "cramers_v_hi": hi,
+        "customers": float(table.sum()),
+        "resamples": float(PERSONA_RESAMPLES),
+    }
+
+
 def latest_snapshot(features: DataFrame, wanted: Any = None) -> DataFrame:
     """One snapshot of the feature table: ``wanted`` or the latest."""
     if "snapshot_date" not in features.columns:
@@ -689,6 +711,7 @@ def finish(
             table["chosen"] = candidate is chosen
             table["segment_name"] = [names[int(j)] if candidate is chosen else None for j in table["cluster"]]
             stability_rows.append(table)
+    persona_metrics: dict[str, float] = {}
     chosen_stability = None
     if stability_rows:
         stability = pd.concat(stability_rows, ignore_index=True)
@@ -703,6 +726,17 @@ def finish(
         ].transform("sum")
         tables.write(ctx.spark.createDataFrame(counts), "gold.segment_persona_crosstab")
         run.log_dict(counts.to_dict(orient="records"), "segment/persona_crosstab.json")
+        association = persona_association(counts, ctx.cfg.run.seed)
+        tables.write(
+            ctx.spark.createDataFrame(pd.DataFrame([association])), "gold.segment_persona_association"
+        )
+        persona_metrics = {f"persona_{k}": float(v) for k, v in association.items()}
+        log.info(
+            "segment: legacy personas against segments: Cramér's V %.3f (95 %% interval %.3f-%.3f)",
+            association["cramers_v"],
+            association["cramers_v_lo"],
+            association["cramers_v_hi"],
+        )
     run.log_dict(selection.to_dict(orient="records"), "segment/model_selection.json")
     run.log_dict(profiles.to_dict(orient="records"), "segment/profiles.json")
     save_plots(selection, chosen_stability, profiles, run)
@@ -717,6 +751,7 @@ def finish(
         version,
     )
     return {
+        **persona_metrics,
         "chosen_k": chosen.k,
         "silhouette": chosen.silhouette,
         "cost": chosen.cost,

@@ -245,6 +245,37 @@ def smallest_value_effect(table: pd.DataFrame) -> tuple[float, bool]:
     return smallest, overlap
 
 
+# --- association of two labellings (legacy personas against segments) ----------------
+
+
+def cramers_v(table: np.ndarray) -> float:
+    """Cramér's V of a contingency table (rows and columns without any count dropped):
+    sqrt(chi2 / (n (min(r, c) - 1))); 0 for a table with one row or column."""
+    table = np.asarray(table, dtype=float)
+    table = table[table.sum(axis=1) > 0][:, table.sum(axis=0) > 0]
+    n = table.sum()
+    if n == 0 or min(table.shape) < 2:
+        return 0.0
+    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / n
+    chi2 = float(((table - expected) ** 2 / expected).sum())
+    return float(np.sqrt(chi2 / (n * (min(table.shape) - 1))))
+
+
+def cramers_v_interval(
+    table: np.ndarray, *, resamples: int, seed: int, level: float = 0.95
+) -> tuple[float, float, float]:
+    """Cramér's V and its percentile bootstrap interval. Resampling customers with
+    replacement is a multinomial draw of the table's cells with the observed shares, so
+    the B resamples are drawn from the (small) table on the driver, not from the data."""
+    table = np.asarray(table, dtype=float)
+    n = int(table.sum())
+    draws = np.random.default_rng(seed).multinomial(n, (table / n).ravel(), size=resamples)
+    values = [cramers_v(d.reshape(table.shape)) for d in draws]
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(values, [tail, 100 - tail])
+    return cramers_v(table), float(lo), float(hi)
+
+
 # --- cost of any partition (for the MLlib comparators) ---------------------------------
 
 
