@@ -258,12 +258,12 @@ def test_stage_writes_clv_holdout_and_segment_check(spark: SparkSession, tmp_pat
     store.write(imap, "silver.identity_map")
     store.write(segments, "gold.segment_assignments")
     # the figure segment names rank by (segment.value_col); any per-customer value will do
-    value = (
+    profit = (
         transactions.join(imap, ["source_system", "source_id"])
         .groupBy("customer_id")
         .agg(F.sum(F.when(F.col("ts") >= "2025-11-01", F.col("amount")).otherwise(0.0)).alias("profit_365d"))
     )
-    store.write(value, "gold.customer_features")
+    store.write(profit, "gold.customer_features")
     run = run_stage(cfg, "clv", run_id="clv-test")
 
     orders = (
@@ -313,7 +313,7 @@ def test_stage_writes_clv_holdout_and_segment_check(spark: SparkSession, tmp_pat
 
     seg = check.read("gold.clv_segment_check").toPandas().set_index("segment")
     truth = clv.join(segments.toPandas().set_index("customer_id"), how="inner").join(
-        value.toPandas().set_index("customer_id"), how="left"
+        profit.toPandas().set_index("customer_id"), how="left"
     )
     by = truth.groupby("segment")
     pd.testing.assert_series_equal(seg["mean_clv"].sort_index(), by["clv"].mean(), check_names=False)
