@@ -117,6 +117,7 @@ def main() -> None:
     parser = bench_parser(__doc__ or "", "draw folder (reused when it holds a draw)")
     parser.add_argument("--rows", type=int, default=150_000, help="customers the classifier sees, at most")
     parser.add_argument("--no-kprototypes", action="store_true", help="only the supervised ceilings")
+    parser.add_argument("--no-ceiling", action="store_true", help="only k-prototypes at k = 4")
     args = parser.parse_args()
     cfg, spark, out, _ = bench_session(args, "segment_ceiling")
     sc: SegmentConfig = cfg.segment
@@ -177,6 +178,8 @@ def main() -> None:
             categorical + [f"all_{c}" for c in extra_categorical],
         )
     )
+    if args.no_ceiling:
+        runs = runs[:1]
     results: dict[str, dict[str, float]] = {}
     for label, num, cat in runs:
         started = time.perf_counter()
