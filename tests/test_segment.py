@@ -481,11 +481,11 @@ def test_segment_stage_and_scoring_on_the_tiny_preset(spark: SparkSession, tmp_p
     assert len(chosen) == 1 and chosen["algorithm"].iloc[0] == "kprototypes"
     assert chosen["k"].iloc[0] == run.metrics["chosen_k"] and (selection["rule"] == "distinct_stable").all()
     kp = selection[selection["algorithm"] == "kprototypes"]
-    # the rule: the largest k that is stable, economically distinct and within 0.9 of the best
+    # the rule: the largest k that is stable, economically distinct and within 0.95 of the best
     # silhouette; else the best silhouette among the stable k, else the best silhouette
     stable = kp["all_stable"].astype(bool)
     eligible = (
-        stable & kp["economically_distinct"].astype(bool) & (kp["silhouette"] >= 0.9 * kp["silhouette"].max())
+        stable & kp["economically_distinct"].astype(bool) & (kp["silhouette"] >= 0.95 * kp["silhouette"].max())
     )
     if eligible.any():
         assert chosen["k"].iloc[0] == kp.loc[eligible, "k"].max()

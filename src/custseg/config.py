@@ -823,7 +823,7 @@ class SegmentConfig(_Section):
         "non-overlapping 95 % intervals.",
     )
     silhouette_floor: float = Field(
-        0.9, ge=0, le=1, description="distinct_stable: a k's silhouette must be at least this x the best."
+        0.95, ge=0, le=1, description="distinct_stable: a k's silhouette must be at least this x the best."
     )
     outlier_probe_k: int = Field(
         12,
