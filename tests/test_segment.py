@@ -484,9 +484,8 @@ def test_segment_stage_and_scoring_on_the_tiny_preset(spark: SparkSession, tmp_p
     # the rule: the largest k that is stable, economically distinct and within 0.95 of the best
     # silhouette; else the best silhouette among the stable k, else the best silhouette
     stable = kp["all_stable"].astype(bool)
-    eligible = (
-        stable & kp["economically_distinct"].astype(bool) & (kp["silhouette"] >= 0.95 * kp["silhouette"].max())
-    )
+    near_best = kp["silhouette"] >= 0.95 * kp["silhouette"].max()
+    eligible = stable & kp["economically_distinct"].astype(bool) & near_best
     if eligible.any():
         assert chosen["k"].iloc[0] == kp.loc[eligible, "k"].max()
     elif stable.any():
