@@ -305,6 +305,15 @@ def test_outliers_and_names_come_from_profiles() -> None:
         True,
         False,
     ]
+    # a tiny cluster 4 deviations below the mean sits at the measure's floor (no usage): kept
+    floors = [-4.1, -2.0]
+    at_floor = np.array([[0.2, -0.1], [-4.1, 0.0], [9.0, -0.3]])
+    assert outlier_clusters([500, 3, 3], at_floor, max_share=0.01, min_z=4.0, floors=floors) == [
+        False,
+        False,
+        True,
+    ]
+    assert outlier_clusters([500, 3, 3], at_floor, max_share=0.01, min_z=4.0) == [False, True, True]
     profiles = pd.DataFrame(
         {
             "cluster": [0, 1, 2, 3],

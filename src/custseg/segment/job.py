@@ -430,11 +430,12 @@ class OutlierScreen:
 
 
 def screen_outliers(
-    cfg: SegmentConfig, scaled: DataFrame, gamma: float, seed: int, n: int
+    cfg: SegmentConfig, scaled: DataFrame, gamma: float, seed: int, n: int, floors: list[float]
 ) -> tuple[OutlierScreen | None, DataFrame]:
     """Fit a generous k (``outlier_probe_k``) on a bounded seeded sample; its tiny, extreme
-    clusters are outlier prototypes. Rows nearest such a prototype (over the probe's
-    prototypes, on all rows) are set aside; returns the screen and the business rows."""
+    clusters (``floors``: each scaled numeric's smallest value) are outlier prototypes.
+    Rows nearest such a prototype (over the probe's prototypes, on all rows) are set
+    aside; returns the screen and the business rows."""
     numeric, categorical = numeric_inputs(cfg), categorical_inputs(cfg)
     if cfg.outlier_probe_k < 2:
         return None, scaled
@@ -451,7 +452,11 @@ def screen_outliers(
     ).fit(sample)
     sizes = probe.summary.clusterSizes
     flags = outlier_clusters(
-        sizes, np.array(probe.clusterCentres()), max_share=cfg.outlier_max_share, min_z=cfg.outlier_min_z
+        sizes,
+        np.array(probe.clusterCentres()),
+        max_share=cfg.outlier_max_share,
+        min_z=cfg.outlier_min_z,
+        floors=floors,
     )
     flagged = [j for j, f in enumerate(flags) if f]
     log.info(
@@ -572,9 +577,11 @@ def run_segment(ctx: StageContext) -> None:
             raise ValueError(
                 f"segment: {n} customers in {cfg.features_table} are too few for k up to {cfg.k_max}"
             )
-        stds = [float(s or 0.0) for s in scaled.agg(*[F.stddev_pop(c) for c in numeric]).first() or []]
+        moments = scaled.agg(*[F.stddev_pop(c) for c in numeric], *[F.min(c) for c in numeric]).first()
+        values = [float(v or 0.0) for v in (moments or [])]
+        stds, floors = values[: len(numeric)], values[len(numeric) :]
         gamma = cfg.gamma or mixed_gamma(stds)
-        screen, business = screen_outliers(cfg, scaled, gamma, seed, n)
+        screen, business = screen_outliers(cfg, scaled, gamma, seed, n, floors)
         if screen is not None:
             business = business.persist(StorageLevel.MEMORY_AND_DISK)
         n_business = n - (screen.customers if screen else 0)

@@ -2,7 +2,9 @@
 
 Outliers: a cluster is an outlier (test or bot accounts, data errors) when it is tiny
 (at most ``max_share`` of the customers) and its prototype is extreme (some scaled
-feature at least ``min_z`` standard deviations from the mean). Outlier clusters are
+feature at least ``min_z`` standard deviations from the mean, and not at that feature's
+floor: customers who never used the product sit four deviations below the mean usage,
+and are customers all the same). Outlier clusters are
 labelled ``outlier`` and left out of the business segments.
 
 Names: the business segments are ranked by value (the mean of ``value_col`` per customer,
@@ -26,11 +28,25 @@ OUTLIER = "outlier"
 
 
 def outlier_clusters(
-    sizes: Sequence[int], centres: np.ndarray, *, max_share: float, min_z: float
+    sizes: Sequence[int],
+    centres: np.ndarray,
+    *,
+    max_share: float,
+    min_z: float,
+    floors: Sequence[float] | None = None,
+    floor_tol: float = 0.25,
 ) -> list[bool]:
-    """Per cluster: tiny and extreme (``centres`` in the scaled space, z-scores)."""
+    """Per cluster: tiny and extreme (``centres`` in the scaled space, z-scores). A value
+    within ``floor_tol`` of its column's smallest value (``floors``) is the floor of the
+    measure (no usage, no touches), a state many real customers are in, not an anomaly:
+    it does not count as extreme however many deviations it lies from the mean."""
     total = max(sum(sizes), 1)
-    extreme = np.abs(centres).max(axis=1) >= min_z if centres.size else np.zeros(len(sizes), bool)
+    if centres.size == 0:
+        return [False] * len(sizes)
+    beyond = np.abs(centres) >= min_z
+    if floors is not None:
+        beyond &= centres > np.asarray(floors, dtype=float)[None, :] + floor_tol
+    extreme = beyond.any(axis=1)
     return [bool(size / total <= max_share and ext) for size, ext in zip(sizes, extreme, strict=True)]
 
 
