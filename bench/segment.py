@@ -270,7 +270,7 @@ def main() -> None:
         f"legacy personas against segments: Cramér's V {run.metrics['persona_cramers_v']:.3f} "
         f"(95 % interval {run.metrics['persona_cramers_v_lo']:.3f}-{run.metrics['persona_cramers_v_hi']:.3f})"
     )
-    selection = store.read("gold.segment_model_selection").toPandas()
+    selection = store.read("gold.segment_model_selection").toPandas().sort_values(["k", "algorithm"])
     columns = [
         "algorithm",
         "k",
