@@ -11,7 +11,7 @@
    same gamma and max_iter, in a child process (pandas read of the same Parquet): wall
    times, their ratio, both costs and their ratio, peak memory.
 3. The whole stage ``segment`` with the default config (outlier screen, k sweep with
-   silhouette, bootstrap stability and the three MLlib comparators, naming, MLflow
+   silhouette, bootstrap stability and the MLlib comparators, naming, MLflow
    registration): wall time, the chosen k, the adjusted Rand index of the chosen
    segments against the latent segments (bots left out), the share of bots labelled
    outlier and the selection table.
