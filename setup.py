@@ -15,6 +15,8 @@ INSTALL_REQUIRES = [
     "pyarrow==25.0.1",
     "numpy==2.4.6",
     "scipy==1.17.1",
+    # insights: KPI forecasts (exponential smoothing with prediction intervals)
+    "statsmodels==0.15.0",
     # Stitching: Splink for Fellegi-Sunter on Spark (4.0.x ships a Spark 4 UDF jar;
     # its SQL is generated with sqlglot, pinned to the version it was run with here),
     # phonenumbers for E.164.

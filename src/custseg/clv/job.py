@@ -27,8 +27,8 @@ from pyspark.sql import functions as F
 
 from custseg.clv.check import holdout_comparison, segment_value_check
 from custseg.clv.models import BGNBDFit, GammaGammaFit, fit_bgnbd, fit_gamma_gamma
-from custseg.clv.predict import predict_clv
-from custseg.clv.summary import calibration_and_holdout, summarize_transactions
+from custseg.clv.predict import expected_purchases_column, predict_clv
+from custseg.clv.summary import _unit_days, calibration_and_holdout, summarize_transactions
 from custseg.config import ClvConfig
 from custseg.features.core import mapped_orders
 from custseg.segment.job import latest_snapshot
@@ -193,6 +193,10 @@ def run_clv(ctx: StageContext) -> None:
                 discount_rate=cfg.discount_rate,
             )
             .withColumnRenamed("total_amount", "historical_value")
+            .withColumn(
+                "expected_purchases_90d",
+                expected_purchases_column(bgnbd, F.lit(90.0 / _unit_days(cfg.time_unit))),
+            )
             .withColumn("observation_end", F.lit(observation_end))
         )
         tables.write(clv, "gold.customer_clv")
