@@ -39,6 +39,7 @@ def _registry() -> dict[str, StageFn]:
     from custseg.features.job import run_features
     from custseg.generate.job import run_generate
     from custseg.ingest.job import run_ingest
+    from custseg.insights.job import run_insights
     from custseg.segment.job import run_segment
     from custseg.segment.score import run_score
     from custseg.stitch.job import run_stitch
@@ -51,6 +52,7 @@ def _registry() -> dict[str, StageFn]:
         "segment": run_segment,
         "score": run_score,
         "clv": run_clv,
+        "insights": run_insights,
     }
 
 
