@@ -51,21 +51,29 @@ def test_pipeline_runs_generate_under_one_run_id(spark: SparkSession, cfg: Confi
 
 
 def test_spark_submit_runs_the_pipeline_in_local_mode(tmp_path: Path) -> None:
-    """The real spark-submit (a fresh JVM and driver) runs generate and ingest end to end."""
+    """The real spark-submit (a fresh JVM and driver) runs every stage end to end, generate
+    to insights, on a small world with light settings."""
     out = tmp_path / "generated"
     result = subprocess.run(
         [
             str(ROOT / "spark-submit.sh"),
             "jobs/pipeline.py",
-            "--stages",
-            "generate",
-            "ingest",
             "--master",
-            "local[1]",
+            "local[2]",
             "--conf",
             str(ROOT / "conf" / "test.yaml"),
             "--set",
-            "generate.n_people=80",
+            "generate.n_people=400",
+            "--set",
+            "segment.k_min=3",
+            "--set",
+            "segment.k_max=4",
+            "--set",
+            "segment.bootstrap_resamples=2",
+            "--set",
+            "segment.comparators=[kmeans]",
+            "--set",
+            "insights.replicates=20",
             "--set",
             "generate.partitions=2",
             "--set",
@@ -90,9 +98,17 @@ def test_spark_submit_runs_the_pipeline_in_local_mode(tmp_path: Path) -> None:
     # spark-submit runs the Python driver as a child and forwards its stderr to stdout.
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
-    assert len(pd.read_parquet(out / "truth" / "people")) == 80
-    assert "stage generate finished" in output and "stage ingest finished" in output
+    assert len(pd.read_parquet(out / "truth" / "people")) == 400
+    for stage in stage_names():
+        assert f"stage {stage} finished" in output, stage
     people = RsDeltaTable(str(tmp_path / "warehouse" / "bronze" / "customer_attributes")).to_pandas()
-    assert len(people) == 80
+    assert len(people) == 400
+    gold = tmp_path / "warehouse" / "gold"
+    profiles = RsDeltaTable(str(gold / "segment_profiles")).to_pandas()
+    assignments = RsDeltaTable(str(gold / "segment_assignments")).to_pandas()
+    everyone = profiles[profiles["segment_name"] == "(all customers)"]
+    assert everyone["customers"].iloc[0] == (~assignments["is_outlier"]).sum()
+    recommendations = RsDeltaTable(str(gold / "recommendations")).to_pandas()
+    assert len(recommendations) >= 1 and recommendations["evidence"].str.contains("interval").all()
     # The job ran on spark-submit's master and app name, not the config's.
-    assert "session custseg on local[1]" in output
+    assert "session custseg on local[2]" in output

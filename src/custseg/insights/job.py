@@ -26,6 +26,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from custseg.config import IDENTITY_FIELDS
 from custseg.insights.concentration import concentration_sums, concentration_tables, top_label
 from custseg.insights.misallocation import (
     cohort_table,
@@ -56,20 +57,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-IDENTITY_COLUMNS = frozenset(
-    {
-        "first_name",
-        "last_name",
-        "email",
-        "phone",
-        "date_of_birth",
-        "postcode",
-        "address",
-        "device_id",
-        "account_number",
-        "email_local",
-    }
-)
+IDENTITY_COLUMNS = frozenset({*IDENTITY_FIELDS, "email_local"})
 
 
 def pandas_to_spark(spark: SparkSession, pdf: pd.DataFrame) -> DataFrame:
@@ -330,6 +318,16 @@ def run_insights(ctx: StageContext) -> None:
     log.info("insights: done in %.1f s", metrics["seconds"])
 
 
+def _headline(name: str, text: str, row: pd.Series, col: str = "value") -> dict[str, Any]:
+    return {
+        "name": name,
+        "text": text,
+        "value": float(row[col]),
+        "value_lo": float(row[f"{col}_lo"]),
+        "value_hi": float(row[f"{col}_hi"]),
+    }
+
+
 def headline_sentences(
     profiles: pd.DataFrame, concentration: pd.DataFrame, top: float, currency: str
 ) -> pd.DataFrame:
@@ -341,58 +339,37 @@ def headline_sentences(
         share = got.loc[("profit", f"{label}_share")]
         rest = got.loc[("profit", f"rest_{label[4:]}_total")]
         verb = "lose" if rest["value"] < 0 else "earn"
-        rows.append(
-            {
-                "name": "top_share_of_profit",
-                "text": f"The top {top:.0%} of customers earn {share['value']:.0%} of 12-month profit "
-                f"(95 % interval {share['value_lo']:.0%}-{share['value_hi']:.0%}); the other {1 - top:.0%} "
-                f"together {verb} {currency} {abs(rest['value']):,.0f}.",
-                "value": float(share["value"]),
-                "value_lo": float(share["value_lo"]),
-                "value_hi": float(share["value_hi"]),
-            }
+        text = (
+            f"The top {top:.0%} of customers earn {share['value']:.0%} of 12-month profit "
+            f"(95 % interval {share['value_lo']:.0%}-{share['value_hi']:.0%}); the other {1 - top:.0%} "
+            f"together {verb} {currency} {abs(rest['value']):,.0f}."
         )
+        rows.append(_headline("top_share_of_profit", text, share))
     if ("profit", "whale_peak_customer_share") in got.index:
         peak = got.loc[("profit", "whale_peak_customer_share")]
         multiple = got.loc[("profit", "whale_peak_multiple")]
         tail = got.loc[("profit", "tail_destroyed")]
-        rows.append(
-            {
-                "name": "whale_curve",
-                "text": f"The {peak['value']:.0%} of customers with positive profit earn "
-                f"{multiple['value']:.0%} of total profit; the other {1 - peak['value']:.0%} destroy "
-                f"{currency} {tail['value']:,.0f}.",
-                "value": float(multiple["value"]),
-                "value_lo": float(multiple["value_lo"]),
-                "value_hi": float(multiple["value_hi"]),
-            }
+        text = (
+            f"The {peak['value']:.0%} of customers with positive profit earn {multiple['value']:.0%} of "
+            f"total profit; the other {1 - peak['value']:.0%} destroy {currency} {tail['value']:,.0f}."
         )
+        rows.append(_headline("whale_curve", text, multiple))
     business = profiles[~profiles["is_outlier"].astype(bool) & (profiles[SEGMENT] != ALL)]
     if len(business):
         best = business.loc[business["profit_mean"].idxmax()]
-        rows.append(
-            {
-                "name": "top_segment",
-                "text": f"'{best[SEGMENT]}' is {best['customer_share']:.0%} of customers and earns "
-                f"{best['profit_share']:.0%} of profit ({best['revenue_share']:.0%} of revenue); "
-                f"{currency} {best['profit_mean']:,.0f} profit per customer.",
-                "value": float(best["profit_share"]),
-                "value_lo": float(best["profit_share_lo"]),
-                "value_hi": float(best["profit_share_hi"]),
-            }
+        text = (
+            f"'{best[SEGMENT]}' is {best['customer_share']:.0%} of customers and earns "
+            f"{best['profit_share']:.0%} of profit ({best['revenue_share']:.0%} of revenue); "
+            f"{currency} {best['profit_mean']:,.0f} profit per customer."
         )
+        rows.append(_headline("top_segment", text, best, "profit_share"))
         costly = business.loc[business["cost_to_serve_mean"].idxmax()]
-        rows.append(
-            {
-                "name": "cost_to_serve",
-                "text": f"'{costly[SEGMENT]}' costs {currency} {costly['cost_to_serve_mean']:,.0f} per "
-                f"customer to serve, {costly['cost_to_serve_share_of_revenue']:.0%} of its revenue; its mean "
-                f"profit is {currency} {costly['profit_mean']:,.0f}.",
-                "value": float(costly["cost_to_serve_mean"]),
-                "value_lo": float(costly["cost_to_serve_mean_lo"]),
-                "value_hi": float(costly["cost_to_serve_mean_hi"]),
-            }
+        text = (
+            f"'{costly[SEGMENT]}' costs {currency} {costly['cost_to_serve_mean']:,.0f} per customer to "
+            f"serve, {costly['cost_to_serve_share_of_revenue']:.0%} of its revenue; its mean profit is "
+            f"{currency} {costly['profit_mean']:,.0f}."
         )
+        rows.append(_headline("cost_to_serve", text, costly, "cost_to_serve_mean"))
     return pd.DataFrame(rows, columns=["name", "text", "value", "value_lo", "value_hi"])
 
 

@@ -372,7 +372,6 @@ def cost_to_serve(sums: pd.DataFrame, channels: Sequence[str], *, level: float) 
     and as a share of revenue (support by channel, marketing touches, discounts given,
     cost of goods), and the unprofitable customers (profit < 0 over the longest window)
     with the profit they destroy."""
-    keys = [SEGMENT, "is_outlier"]
     components = {
         **{f"support_{ch}": f"support_cost_{ch}" for ch in channels},
         "support": "support_cost",
@@ -387,11 +386,7 @@ def cost_to_serve(sums: pd.DataFrame, channels: Sequence[str], *, level: float) 
         stats[f"{name}_share_of_revenue"] = ratio(col, "revenue")
     stats["unprofitable_share"] = _mean("unprofitable")
     stats["profit_destroyed"] = _negated("unprofitable_profit")
-    table = summarise(sums, keys, stats, level=level).set_index(keys)
-    point = sums[sums[REPLICATE_COL] == 0].set_index(keys)
-    table.insert(0, "customers", point[WEIGHT_COL].round().astype("int64"))
-    table.insert(1, "unprofitable_customers", point["unprofitable"].round().astype("int64"))
-    return table.reset_index()
+    return per_segment(sums, stats, {"unprofitable_customers": "unprofitable"}, level=level)
 
 
 def _negated(col: str) -> Statistic:
@@ -401,23 +396,27 @@ def _negated(col: str) -> Statistic:
     return fn
 
 
+def per_segment(
+    sums: pd.DataFrame, statistics: Mapping[str, Statistic], counts: Mapping[str, str], *, level: float
+) -> pd.DataFrame:
+    """One row per segment: ``customers``, the full-sample counts (output name -> sum
+    column), then each statistic with its interval."""
+    keys = [SEGMENT, "is_outlier"]
+    table = summarise(sums, keys, statistics, level=level).set_index(keys)
+    point = sums[sums[REPLICATE_COL] == 0].set_index(keys)
+    for i, (name, col) in enumerate({"customers": WEIGHT_COL, **counts}.items()):
+        table.insert(i, name, point[col].round().astype("int64"))
+    return table.reset_index()
+
+
 def stitch_quality(sums: pd.DataFrame, *, level: float) -> pd.DataFrame:
     """gold.stitch_quality_by_segment: the share of customers and of revenue resting on a
     low-confidence merge or a review flag."""
-    keys = [SEGMENT, "is_outlier"]
-    table = summarise(
-        sums,
-        keys,
-        {
-            "low_confidence_share": _mean("low_confidence"),
-            "low_confidence_revenue_share": ratio("low_confidence_revenue", "revenue"),
-        },
-        level=level,
-    ).set_index(keys)
-    point = sums[sums[REPLICATE_COL] == 0].set_index(keys)
-    table.insert(0, "customers", point[WEIGHT_COL].round().astype("int64"))
-    table.insert(1, "low_confidence_customers", point["low_confidence"].round().astype("int64"))
-    return table.reset_index()
+    stats = {
+        "low_confidence_share": _mean("low_confidence"),
+        "low_confidence_revenue_share": ratio("low_confidence_revenue", "revenue"),
+    }
+    return per_segment(sums, stats, {"low_confidence_customers": "low_confidence"}, level=level)
 
 
 def churn_risk(
@@ -426,26 +425,17 @@ def churn_risk(
     """gold.churn_risk: per segment, the quantiles of the probability of being alive, the
     customers below the threshold and the 12-month CLV at stake among them, and the
     expected purchases in the next 90 days against the orders of the last 90."""
-    keys = [SEGMENT, "is_outlier"]
-    table = summarise(
-        sums,
-        keys,
-        {
-            "at_risk_share": ratio("at_risk", "has_alive"),
-            "clv_at_risk_total": _identity("clv_at_risk"),
-            "clv_at_risk_share": ratio("clv_at_risk", "clv"),
-            "expected_purchases_90d": _identity("expected_90d"),
-            "orders_last_90d": _identity("orders_90d"),
-            "expected_vs_last_90d": ratio("expected_90d", "orders_90d"),
-        },
-        level=level,
-    ).set_index(keys)
-    point = sums[sums[REPLICATE_COL] == 0].set_index(keys)
-    table.insert(0, "customers", point[WEIGHT_COL].round().astype("int64"))
-    table.insert(1, "at_risk_customers", point["at_risk"].round().astype("int64"))
-    table.insert(2, "alive_threshold", alive_threshold)
-    quantiles = collect_alive_quantiles(customers)
-    return table.reset_index().merge(quantiles, on=keys, how="left")
+    stats = {
+        "at_risk_share": ratio("at_risk", "has_alive"),
+        "clv_at_risk_total": _identity("clv_at_risk"),
+        "clv_at_risk_share": ratio("clv_at_risk", "clv"),
+        "expected_purchases_90d": _identity("expected_90d"),
+        "orders_last_90d": _identity("orders_90d"),
+        "expected_vs_last_90d": ratio("expected_90d", "orders_90d"),
+    }
+    table = per_segment(sums, stats, {"at_risk_customers": "at_risk"}, level=level)
+    table.insert(3, "alive_threshold", alive_threshold)
+    return table.merge(collect_alive_quantiles(customers), on=[SEGMENT, "is_outlier"], how="left")
 
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
