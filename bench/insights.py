@@ -94,12 +94,12 @@ def prepare(spark: SparkSession, cfg: Config, out: Path, snapshots: int) -> None
 def truth_recovery(spark: SparkSession, store: TableStore, out: Path, as_of: object, window: int) -> None:
     """The planted truths against the stage's tables."""
     people = spark.read.parquet(str(out / "people")).select(
-        F.col("person_id").cast("string").alias("customer_id"), "segment", "is_bot"
+        F.col("person_id").cast("string").alias("customer_id"), F.col("segment").alias("latent"), "is_bot"
     )
     assignments = store.read("gold.segment_assignments").join(people, "customer_id", how="inner")
     biz = assignments.where(~F.col("is_bot"))
     n_biz = biz.count()
-    core_share = biz.where(F.col("segment") == "core").count() / n_biz
+    core_share = biz.where(F.col("latent") == "core").count() / n_biz
     tx = store.read("bronze.transactions").where(
         (F.to_date("ts") >= F.date_sub(F.lit(as_of), window)) & (F.to_date("ts") < F.lit(as_of))
     )
@@ -109,7 +109,7 @@ def truth_recovery(spark: SparkSession, store: TableStore, out: Path, as_of: obj
     ).join(people, "customer_id")
     rev = (
         tx.where(~F.col("is_bot"))
-        .groupBy((F.col("segment") == "core").alias("core"))
+        .groupBy((F.col("latent") == "core").alias("core"))
         .agg(F.sum("amount").alias("r"))
     )
     by = {r["core"]: r["r"] for r in rev.collect()}
@@ -130,10 +130,10 @@ def truth_recovery(spark: SparkSession, store: TableStore, out: Path, as_of: obj
         f"{100 * (top['revenue_share'] - core_revenue):+.2f} points (target within 2)"
     )
     top_true = (
-        assignments.where(F.col("segment_name") == top["segment_name"]).groupBy("segment").count().toPandas()
+        assignments.where(F.col("segment_name") == top["segment_name"]).groupBy("latent").count().toPandas()
     )
     say(
-        f"  its customers by latent segment: {dict(zip(top_true['segment'], top_true['count'], strict=True))}"
+        f"  its customers by latent segment: {dict(zip(top_true['latent'], top_true['count'], strict=True))}"
     )
     costly = business.set_index("segment_name")
     say(

@@ -89,16 +89,21 @@ def _touch_reach(
     the anonymous and unmapped rows."""
     if end is not None:
         touches = touches.where(F.col("ts") < F.lit(end).cast("timestamp"))
+    # keyed on a 64-bit hash of the record (as the monthly KPIs): one long, not two strings
+    record = F.xxhash64(F.col("source_system").cast("string"), F.col("source_id").cast("string"))
     per_record = touches.groupBy(
-        F.col("source_system").cast("string").alias("source_system"),
-        F.col("source_id").cast("string").alias("source_id"),
+        record.alias("_record"),
+        F.col("source_id").isNull().alias("_anonymous"),
         _channel("channel").alias("channel"),
         F.col("funnel_stage").cast("string").alias("funnel_stage"),
     ).agg(
         F.count(F.lit(1)).alias("n"),
         F.sum(F.coalesce(F.col("cost").cast("double"), F.lit(0.0))).alias("cost"),
     )
-    keys = identity_map.select(*KEY, "customer_id").dropDuplicates(list(KEY))
+    keys = identity_map.select(
+        F.xxhash64(F.col("source_system").cast("string"), F.col("source_id").cast("string")).alias("_record"),
+        "customer_id",
+    ).dropDuplicates(["_record"])
     segments = customers.select(
         "customer_id",
         "segment_name",
@@ -106,13 +111,13 @@ def _touch_reach(
         F.lit(True).alias("known"),
     )
     segment = (
-        F.when(F.col("source_id").isNull(), F.lit(ANONYMOUS))
+        F.when(F.col("_anonymous"), F.lit(ANONYMOUS))
         .when(F.col("customer_id").isNull(), F.lit(UNMAPPED))
         .when(F.col("known").isNull() | F.col("segment_name").isNull(), F.lit(UNSEGMENTED))
         .otherwise(F.col("segment_name"))
     )
     return (
-        per_record.join(keys, on=list(KEY), how="left")
+        per_record.join(keys, on="_record", how="left")
         .join(segments, on="customer_id", how="left")
         .groupBy(
             "channel",

@@ -198,6 +198,7 @@ def run_insights(ctx: StageContext) -> None:
     churn = churn_risk(sums, customers, alive_threshold=cfg.alive_threshold, level=level)
     _log_table(ctx, "gold.churn_risk", churn)
     metrics["seconds.profiles"] = time.perf_counter() - step
+    log.info("insights: profiles in %.1f s", metrics["seconds.profiles"])
 
     # 2. concentration
     step = time.perf_counter()
@@ -217,6 +218,7 @@ def run_insights(ctx: StageContext) -> None:
     for _, r in concentration.iterrows():
         global_metrics[f"{r['measure']}_{r['metric']}"] = (r["value"], r["value_lo"], r["value_hi"])
     metrics["seconds.concentration"] = time.perf_counter() - step
+    log.info("insights: concentration in %.1f s", metrics["seconds.concentration"])
 
     # 3. misallocation
     step = time.perf_counter()
@@ -261,6 +263,7 @@ def run_insights(ctx: StageContext) -> None:
     for _, r in summary[summary["section"].isin(["correlation", "overview"])].iterrows():
         global_metrics[str(r["metric"])] = (r["value"], r["value_lo"], r["value_hi"])
     metrics["seconds.misallocation"] = time.perf_counter() - step
+    log.info("insights: misallocation in %.1f s", metrics["seconds.misallocation"])
 
     # 4. churn drivers: rank correlations with the probability of being alive
     step = time.perf_counter()
@@ -291,6 +294,7 @@ def run_insights(ctx: StageContext) -> None:
         out.insert(0, "rank", np.arange(1, len(out) + 1))
         _log_table(ctx, "gold.churn_drivers", out.reset_index(drop=True))
     metrics["seconds.churn_drivers"] = time.perf_counter() - step
+    log.info("insights: churn drivers in %.1f s", metrics["seconds.churn_drivers"])
 
     # 5. migration, channels, KPIs
     step = time.perf_counter()
@@ -298,6 +302,7 @@ def run_insights(ctx: StageContext) -> None:
     _channels(ctx, customers, identity_map, clv, as_of)
     _kpis(ctx, business, customers, identity_map, as_of)
     metrics["seconds.migration_channels_kpis"] = time.perf_counter() - step
+    log.info("insights: migration channels kpis in %.1f s", metrics["seconds.migration_channels_kpis"])
 
     # 6. recommendations and headlines
     recommendations = recommend(profiles, global_metrics, cfg.recommendations)
@@ -379,6 +384,7 @@ def _migration(ctx: StageContext) -> None:
     snapshots = _optional(ctx, ctx.cfg.segment.score_output)
     if snapshots is None:
         return
+    snapshots = snapshots.select("customer_id", "snapshot_date", "segment_name").localCheckpoint(eager=True)
     transitions = pd.DataFrame(segment_transitions(snapshots).toPandas())
     _log_table(ctx, "gold.segment_migration", transitions)
     _log_table(ctx, "gold.segment_flows", pd.DataFrame(segment_flows(snapshots).toPandas()))
@@ -451,11 +457,10 @@ def _kpis(
         _log_table(ctx, "gold.kpi_forecast", forecast)
         _log_table(ctx, "gold.kpi_anomalies", anomalies)
     tests = []
-    for group in ("industry", "company_size"):
-        if group not in business.columns:
-            continue
-        data = business.select("customer_id", group, "clv")
-        ranked = data.join(with_ranks(data, ["clv"]), "customer_id", how="inner")
+    groups = [g for g in ("industry", "company_size") if g in business.columns]
+    data = business.select("customer_id", *groups, "clv")
+    ranked = data.join(with_ranks(data, ["clv"]), "customer_id", how="inner").localCheckpoint(eager=True)
+    for group in groups:
         result = kruskal_wallis(ranked, group_col=group, value_col="clv", rank_col="clv_rank")
         frame = result if isinstance(result, pd.DataFrame) else pd.DataFrame([result])
         frame = frame.rename(columns={group: "group"})
