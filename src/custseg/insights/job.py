@@ -458,10 +458,17 @@ def _kpis(
         _log_table(ctx, "gold.kpi_anomalies", anomalies)
     tests = []
     groups = [g for g in ("industry", "company_size") if g in business.columns]
-    data = business.select("customer_id", *groups, "clv")
-    ranked = data.join(with_ranks(data, ["clv"]), "customer_id", how="inner").localCheckpoint(eager=True)
     for group in groups:
-        result = kruskal_wallis(ranked, group_col=group, value_col="clv", rank_col="clv_rank")
+        # ranked among exactly the customers the test uses: a known group and a CLV
+        data = business.select("customer_id", group, "clv").where(
+            F.col(group).isNotNull() & F.col("clv").isNotNull()
+        )
+        ranked = data.join(with_ranks(data, ["clv"]), "customer_id", how="inner")
+        try:
+            result = kruskal_wallis(ranked, group_col=group, value_col="clv", rank_col="clv_rank")
+        except ValueError as exc:  # e.g. fewer than two groups with customers
+            log.warning("insights: no Kruskal-Wallis test of CLV across %s: %s", group, exc)
+            continue
         frame = result if isinstance(result, pd.DataFrame) else pd.DataFrame([result])
         frame = frame.rename(columns={group: "group"})
         tests.append(frame.assign(test="kruskal_wallis", measure="clv", grouping=group))
