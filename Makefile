@@ -44,13 +44,16 @@ pytest: $(JARS_READY)
 
 test: lint typecheck pytest
 
+# The whole pipeline on the small preset, then what it found in plain text, the report's
+# path and how to open the MLflow UI.
 demo: $(JARS_READY)
-	$(BIN)/python jobs/pipeline.py --conf $(DEMO_CONF)
-	@echo
-	@echo "Generated raw data:   $$($(BIN)/python -c 'from custseg.config import load_config as l; print(l("$(DEMO_CONF)").generate.output_dir)')"
-	@echo "Delta tables:         $$($(BIN)/python -c 'from custseg.config import load_config as l; print(l("$(DEMO_CONF)").storage.warehouse)')"
-	@echo "MLflow store:         $$($(BIN)/python -c 'from custseg.config import load_config as l; print(l("$(DEMO_CONF)").tracking.uri)')"
-	@echo "Open the MLflow UI:   $(BIN)/mlflow ui --backend-store-uri $$($(BIN)/python -c 'from custseg.config import load_config as l; print(l("$(DEMO_CONF)").tracking.uri)')"
+	@set -e; run_id=demo-$$(date -u +%Y%m%dT%H%M%S); \
+	setting() { $(BIN)/python -c "from custseg.config import load_config as l; print(l('$(DEMO_CONF)').$$1)"; }; \
+	$(BIN)/python jobs/pipeline.py --conf $(DEMO_CONF) --run-id $$run_id; \
+	echo; cat "$$(setting report.dir)/$$run_id/summary.txt"; echo; \
+	echo "Delta tables:         $$(setting storage.warehouse)"; \
+	echo "Compare with a run:   $(BIN)/python jobs/compare.py OTHER_RUN_ID $$run_id --conf $(DEMO_CONF)"; \
+	echo "Open the MLflow UI:   $(BIN)/mlflow ui --backend-store-uri $$(setting tracking.uri)"
 
 bench: $(JARS_READY)
 	$(BIN)/python bench/generate.py --preset reference

@@ -26,6 +26,9 @@ INSTALL_REQUIRES = [
     "altair==6.3.0",
     "igraph==1.0.0",
     "phonenumbers==9.0.43",
+    # the run report: Jinja2 templates, matplotlib figures (Agg, offline)
+    "Jinja2==3.1.6",
+    "matplotlib==3.11.2",
 ]
 
 DEV_REQUIRES = [
@@ -43,6 +46,13 @@ DEV_REQUIRES = [
     # references of the segmentation tests: kmodes (k-prototypes), scikit-learn (silhouette, ARI)
     "kmodes==0.12.2",
     "scikit-learn==1.9.1",
+    # the report seen in headless Chromium (Debian's chromium; .ci/run installs it) and the
+    # notebooks executed by papermill on a real kernel
+    "playwright==1.65.2",
+    "papermill==2.7.0",
+    "nbformat==5.11.1",
+    "nbclient==0.11.0",
+    "ipykernel==7.4.0",
 ]
 
 setup(
@@ -51,7 +61,7 @@ setup(
     description=__doc__,
     package_dir={"": "src"},
     packages=find_packages(where="src"),
-    package_data={"custseg": ["py.typed"]},
+    package_data={"custseg": ["py.typed"], "custseg.report": ["templates/*.j2"]},
     python_requires=">=3.11,<3.12",
     install_requires=INSTALL_REQUIRES,
     extras_require={"dev": DEV_REQUIRES},

@@ -89,3 +89,68 @@ def _clean_spark_state(request: pytest.FixtureRequest) -> Iterator[None]:
         for table in session.catalog.listTables():
             if table.isTemporary:
                 session.catalog.dropTempView(table.name)
+
+
+@dataclass
+class Submitted:
+    """Two pipeline runs on one small world (the tiny preset at 400 people), shared by the
+    spark-submit, report, notebook and comparison tests: run A ran every stage through
+    ``spark-submit`` (a fresh JVM and driver); run B re-ran ``segment`` in this session with
+    another k range, overwriting gold.segment_assignments after A wrote it."""
+
+    cfg: Config  # run A's settings
+    cfg_b: Config  # run B's settings
+    run_a: str
+    run_b: str
+    output: str  # what spark-submit printed
+    returncode: int
+    tmp: Path
+
+
+SUBMIT_SETTINGS = [
+    "generate.n_people=400",
+    "generate.partitions=2",
+    "segment.k_min=3",
+    "segment.k_max=4",
+    "segment.bootstrap_resamples=2",
+    "segment.comparators=[kmeans]",
+    "insights.replicates=20",
+    'spark.conf={"spark.ui.showConsoleProgress": "false"}',
+]
+RUN_B_SETTINGS = ["segment.k_min=2", "segment.k_max=2"]
+
+
+@pytest.fixture(scope="session")
+def submitted(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Submitted:
+    import os
+    import subprocess
+
+    from custseg.pipeline import run_stage
+
+    tmp = tmp_path_factory.mktemp("submitted")
+    settings = [*temp_overrides(tmp), f"report.dir={tmp / 'reports'}", *SUBMIT_SETTINGS]
+    command = [
+        str(ROOT / "spark-submit.sh"),
+        "jobs/pipeline.py",
+        "--master",
+        "local[2]",
+        "--conf",
+        str(TEST_CONF),
+    ]
+    for setting in settings:
+        command += ["--set", setting]
+    result = subprocess.run(
+        [*command, "--run-id", "submit-a"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ},
+    )
+    # spark-submit runs the Python driver as a child and forwards its stderr to stdout.
+    output = result.stdout + result.stderr
+    cfg = load_config(TEST_CONF, overrides=settings)
+    cfg_b = load_config(TEST_CONF, overrides=[*settings, *RUN_B_SETTINGS])
+    if result.returncode == 0:
+        run_stage(cfg_b, "segment", run_id="submit-b")
+    return Submitted(cfg, cfg_b, "submit-a", "submit-b", output, result.returncode, tmp)

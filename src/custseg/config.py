@@ -1100,6 +1100,17 @@ class InsightsConfig(_Section):
         return self
 
 
+class ReportConfig(_Section):
+    """Stage ``report``: one self-contained HTML page per run (docs/report.md)."""
+
+    dir: str = Field(
+        "./data/reports", description="Reports are written to <dir>/<run id>/report.html (and summary.txt)."
+    )
+    top_recommendations: int = Field(5, ge=1, description="Recommendations named in the plain-text summary.")
+    confidence_bins: int = Field(20, ge=2, description="Bins of the match-confidence histogram.")
+    dpi: int = Field(90, ge=50, le=300, description="Resolution of the inline PNG plots.")
+
+
 class Config(_Section):
     """The whole configuration."""
 
@@ -1114,6 +1125,7 @@ class Config(_Section):
     segment: SegmentConfig = SegmentConfig()
     clv: ClvConfig = ClvConfig()
     insights: InsightsConfig = InsightsConfig()
+    report: ReportConfig = ReportConfig()
 
     @model_validator(mode="after")
     def _check_invariants(self) -> Config:

@@ -43,3 +43,11 @@ def write_bytes(spark: SparkSession, path: str, data: bytes) -> None:
         stream.write(data)
     finally:
         stream.close()
+
+
+def list_dirs(spark: SparkSession, path: str) -> list[str]:
+    """Names of the folders directly under ``path`` (empty when it does not exist)."""
+    fs, jpath = hadoop_path(spark, path)
+    if not fs.exists(jpath):
+        return []
+    return sorted(str(s.getPath().getName()) for s in fs.listStatus(jpath) if s.isDirectory())

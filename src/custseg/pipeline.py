@@ -40,6 +40,7 @@ def _registry() -> dict[str, StageFn]:
     from custseg.generate.job import run_generate
     from custseg.ingest.job import run_ingest
     from custseg.insights.job import run_insights
+    from custseg.report.job import run_report
     from custseg.segment.job import run_segment
     from custseg.segment.score import run_score
     from custseg.stitch.job import run_stitch
@@ -53,6 +54,7 @@ def _registry() -> dict[str, StageFn]:
         "score": run_score,
         "clv": run_clv,
         "insights": run_insights,
+        "report": run_report,
     }
 
 

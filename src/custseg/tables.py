@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 LAYERS = ("bronze", "silver", "gold")
 RUN_ID_COL = "_run_id"
 _NAME = re.compile(r"^(bronze|silver|gold)\.([a-z][a-z0-9_]*)$")
+RUN_ID = re.compile(r"^(?!\.+$)[A-Za-z0-9_.:-]+$")  # a run id; not "." or ".." (a path)
 _COMMIT_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
 
 
@@ -54,7 +55,7 @@ class TableStore:
     """Reads and writes Delta tables under one warehouse root for one run."""
 
     def __init__(self, spark: SparkSession, warehouse: str, run_id: str) -> None:
-        if not run_id or not re.match(r"^[A-Za-z0-9_.:-]+$", run_id):
+        if not run_id or not RUN_ID.match(run_id):
             raise ValueError(f"run_id {run_id!r}: use letters, digits and _.:- only")
         self.spark = spark
         self.warehouse = warehouse

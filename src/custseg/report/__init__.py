@@ -1,0 +1,1 @@
+"""Stage report: the run as one self-contained HTML page (docs/report.md)."""
