@@ -27,6 +27,7 @@ def temp_overrides(tmp: Path) -> list[str]:
         f"tracking.artifact_location={tmp / 'mlartifacts'}",
         f"generate.output_dir={tmp / 'generated'}",
         f"spark.checkpoint_dir={tmp / 'checkpoints'}",
+        f"report.dir={tmp / 'reports'}",
     ]
 
 
@@ -128,7 +129,7 @@ def submitted(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> 
     from custseg.pipeline import run_stage
 
     tmp = tmp_path_factory.mktemp("submitted")
-    settings = [*temp_overrides(tmp), f"report.dir={tmp / 'reports'}", *SUBMIT_SETTINGS]
+    settings = [*temp_overrides(tmp), *SUBMIT_SETTINGS]
     command = [
         str(ROOT / "spark-submit.sh"),
         "jobs/pipeline.py",

@@ -20,6 +20,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from scipy import stats
 
+from custseg.config import Config
 from custseg.insights.bootstrap import customer_hash, poisson_weights
 from custseg.insights.concentration import concentration_sums, concentration_tables
 from custseg.insights.kpis import kpi_trends, monthly_kpis
@@ -102,3 +103,55 @@ def test_monthly_kpis_and_trend_on_cdnow_against_pandas(spark: SparkSession, cdn
     assert trends["slope_per_month"].iloc[0] == pytest.approx(slope, rel=1e-9)
     # CDNOW's cohort was acquired in Q1 1997 and then decays: the trend is down
     assert trends["slope_hi"].iloc[0] < 0 and len(forecast) == 3
+
+
+def test_report_of_cdnow_tables(spark: SparkSession, cdnow: pd.DataFrame, cfg: Config) -> None:
+    """The report on a run that wrote only what public data supports (concentration of
+    spend and monthly KPIs of CDNOW): those sections state CDNOW's figures, every other
+    section says what the run did not write, and nothing fails."""
+    from custseg.insights.job import pandas_to_spark
+    from custseg.pipeline import run_stage
+    from custseg.tables import TableStore
+
+    spend = cdnow.groupby("customer_id", as_index=False)["amount"].sum()
+    table, curves = concentration_tables(
+        concentration_sums(spark.createDataFrame(spend), ["amount"], replicates=20, seed=7, bins=200),
+        tops=[0.08, 0.2],
+        whale_measure=None,
+    )
+    tx = spark.createDataFrame(
+        cdnow.assign(
+            transaction_id=[f"T{i}" for i in range(len(cdnow))],
+            source_system="cdnow",
+            source_id=cdnow["customer_id"],
+            cost=0.0,
+            discount=0.0,
+        )[["transaction_id", "source_system", "source_id", "ts", "amount", "cost", "discount"]]
+    ).withColumn("ts", F.col("ts").cast("timestamp"))
+    imap = tx.select("source_system", "source_id", F.col("source_id").alias("customer_id")).distinct()
+    monthly = pd.DataFrame(monthly_kpis(tx, identity_map=imap, end="1998-07-01").toPandas())
+    trends, forecast, anomalies = kpi_trends(monthly, ["revenue", "active_customers"], horizon=3)
+    store = TableStore(spark, cfg.storage.warehouse, run_id="cdnow")
+    for name, frame in (
+        ("value_concentration", table),
+        ("value_curves", curves),
+        ("kpi_monthly", monthly),
+        ("kpi_trends", trends),
+        ("kpi_forecast", forecast),
+        ("kpi_anomalies", anomalies),
+    ):
+        store.write(pandas_to_spark(spark, frame), f"gold.{name}")
+    run_stage(cfg, "report", run_id="cdnow")
+    html = (Path(cfg.report.dir) / "cdnow" / "report.html").read_text(encoding="utf-8")
+
+    x = np.sort(spend["amount"].to_numpy())
+    n = len(x)
+    gini = 2 * np.sum(np.arange(1, n + 1) * x) / (n * x.sum()) - (n + 1) / n
+    assert f"the Gini of amount is {gini:.3f}" in html
+    top8 = table.set_index("metric").loc["top_8_share", "value"]
+    assert f"The top 8% of customers hold {top8:.0%}" in html
+    slope = trends.set_index("kpi").loc["revenue", "relative_slope"]
+    assert f"Revenue moves by {slope:.1%} of its median a month" in html
+    assert html.count("This run wrote no ") == 10  # all but concentration, KPIs and the run itself
+    panels = [k for k in ("revenue", "profit", "active_customers") if k in monthly.columns]
+    assert html.count('<img src="data:image/png;base64,') == 1 + len(panels)  # the curves, a panel per KPI

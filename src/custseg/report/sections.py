@@ -287,14 +287,20 @@ def section_concentration(data: ReportData) -> Section:
     got = conc.set_index(["measure", "metric"])
     top = data.cfg.insights.headline_top
     label = f"top_{round(top * 100):d}_share"
-    finding = "Concentration of value."
-    if ("profit", "gini") in got.index and ("revenue", label) in got.index:
-        g = got.loc[("revenue", "gini")]
-        t = got.loc[("profit", label)]
-        finding = (
-            f"The top {top:.0%} of customers earn {interval(t, 'value', lambda x: pct(x, 0))} of profit; "
-            f"the Gini of revenue is {interval(g, 'value', lambda x: num(x, 3))}."
+    measures = list(dict.fromkeys(conc["measure"]))
+    share_of = next((m for m in ("profit", "revenue", *measures) if (m, label) in got.index), None)
+    gini_of = next((m for m in ("revenue", "profit", *measures) if (m, "gini") in got.index), None)
+    parts = []
+    if share_of is not None:
+        t = got.loc[(share_of, label)]
+        parts.append(
+            f"The top {top:.0%} of customers hold {interval(t, 'value', lambda x: pct(x, 0))} of {share_of}"
         )
+    if gini_of is not None:
+        g = got.loc[(gini_of, "gini")]
+        parts.append(f"the Gini of {gini_of} is {interval(g, 'value', lambda x: num(x, 3))}")
+    finding = ("; ".join(parts) + ".") if parts else "Concentration of value."
+    finding = finding[0].upper() + finding[1:]
     rows = conc[
         conc["metric"].isin(["gini", label, "negative_share", "whale_peak_multiple", "tail_destroyed"])
     ]
