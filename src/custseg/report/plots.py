@@ -107,8 +107,12 @@ def stacked_bars(
 
 
 def curves(curves_frame: pd.DataFrame, *, dpi: int) -> str:
-    """Lorenz curves (one per measure) beside the whale curve of profit."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+    """Lorenz curves (one per measure) beside the whale curve of profit, when there is one."""
+    whale = curves_frame[curves_frame["curve"] == "whale"]
+    if len(whale):
+        fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+    else:
+        fig, left = plt.subplots(figsize=(5, 3.6))
     lorenz = curves_frame[curves_frame["curve"] == "lorenz"]
     for i, (measure, rows) in enumerate(lorenz.groupby("measure", sort=True)):
         left.plot(rows["customer_share"], rows["cumulative_share"], label=str(measure), color=PALETTE[i])
@@ -117,14 +121,16 @@ def curves(curves_frame: pd.DataFrame, *, dpi: int) -> str:
     left.set_ylabel("cumulative share of value")
     left.set_title("Lorenz curves")
     left.legend(frameon=False, fontsize=8)
-    whale = curves_frame[curves_frame["curve"] == "whale"]
-    for i, (measure, rows) in enumerate(whale.groupby("measure", sort=True)):
-        right.plot(rows["customer_share"], rows["cumulative_share"], label=str(measure), color=PALETTE[i + 1])
-    right.axhline(1.0, color="grey", linestyle=":", linewidth=0.8)
-    right.set_xlabel("share of customers (most profitable first)")
-    right.set_ylabel("cumulative share of total profit")
-    right.set_title("Whale curve")
-    right.legend(frameon=False, fontsize=8)
+    if len(whale):
+        for i, (measure, rows) in enumerate(whale.groupby("measure", sort=True)):
+            right.plot(
+                rows["customer_share"], rows["cumulative_share"], label=str(measure), color=PALETTE[i + 1]
+            )
+        right.axhline(1.0, color="grey", linestyle=":", linewidth=0.8)
+        right.set_xlabel("share of customers (most profitable first)")
+        right.set_ylabel("cumulative share of total profit")
+        right.set_title("Whale curve")
+        right.legend(frameon=False, fontsize=8)
     return encode(fig, dpi)
 
 
