@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -139,6 +140,8 @@ class RunRecord:
             return None
         import mlflow
 
+        # a progress bar per JSON file is noise in a job's log
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         try:
             return json.loads(mlflow.artifacts.load_text(f"{run.info.artifact_uri}/{path}"))
         except Exception:  # noqa: BLE001 - an artifact that is not there is simply absent
