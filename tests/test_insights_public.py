@@ -75,7 +75,8 @@ def test_concentration_of_cdnow_spend_against_pandas(spark: SparkSession, cdnow:
     assert row["value_hi"] == pytest.approx(np.quantile(shares, 0.975), rel=5e-3)
 
 
-def test_monthly_kpis_and_trend_on_cdnow_against_pandas(spark: SparkSession, cdnow: pd.DataFrame) -> None:
+def _cdnow_monthly(spark: SparkSession, cdnow: pd.DataFrame) -> pd.DataFrame:
+    """monthly_kpis of CDNOW's purchases (one record per customer, no costs)."""
     tx = spark.createDataFrame(
         cdnow.assign(
             transaction_id=[f"T{i}" for i in range(len(cdnow))],
@@ -86,7 +87,11 @@ def test_monthly_kpis_and_trend_on_cdnow_against_pandas(spark: SparkSession, cdn
         )[["transaction_id", "source_system", "source_id", "ts", "amount", "cost", "discount"]]
     ).withColumn("ts", F.col("ts").cast("timestamp"))
     imap = tx.select("source_system", "source_id", F.col("source_id").alias("customer_id")).distinct()
-    monthly = pd.DataFrame(monthly_kpis(tx, identity_map=imap, end="1998-07-01").toPandas())
+    return pd.DataFrame(monthly_kpis(tx, identity_map=imap, end="1998-07-01").toPandas())
+
+
+def test_monthly_kpis_and_trend_on_cdnow_against_pandas(spark: SparkSession, cdnow: pd.DataFrame) -> None:
+    monthly = _cdnow_monthly(spark, cdnow)
     by_month = cdnow.groupby(cdnow["ts"].dt.to_period("M")).agg(
         revenue=("amount", "sum"),
         orders=("amount", lambda s: int((s > 0).sum())),
@@ -119,17 +124,7 @@ def test_report_of_cdnow_tables(spark: SparkSession, cdnow: pd.DataFrame, cfg: C
         tops=[0.08, 0.2],
         whale_measure=None,
     )
-    tx = spark.createDataFrame(
-        cdnow.assign(
-            transaction_id=[f"T{i}" for i in range(len(cdnow))],
-            source_system="cdnow",
-            source_id=cdnow["customer_id"],
-            cost=0.0,
-            discount=0.0,
-        )[["transaction_id", "source_system", "source_id", "ts", "amount", "cost", "discount"]]
-    ).withColumn("ts", F.col("ts").cast("timestamp"))
-    imap = tx.select("source_system", "source_id", F.col("source_id").alias("customer_id")).distinct()
-    monthly = pd.DataFrame(monthly_kpis(tx, identity_map=imap, end="1998-07-01").toPandas())
+    monthly = _cdnow_monthly(spark, cdnow)
     trends, forecast, anomalies = kpi_trends(monthly, ["revenue", "active_customers"], horizon=3)
     store = TableStore(spark, cfg.storage.warehouse, run_id="cdnow")
     for name, frame in (

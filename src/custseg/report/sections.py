@@ -544,16 +544,14 @@ def section_channels(data: ReportData) -> Section:
     if channels is None or channels.empty:
         return _missing(title, "channels", "channel table")
     overall = channels[channels["segment_name"] == "(all)"].copy()
-    best = (
-        overall.loc[overall["clv_to_acquisition_cost"].idxmax()]
-        if overall["clv_to_acquisition_cost"].notna().any()
-        else None
-    )
+    # channels that cost nothing to touch (direct, referral) have no cost per conversion to compare
+    paid = overall[(overall["marketing_cost"] > 0) & overall["clv_to_acquisition_cost"].notna()]
     finding = "Marketing channels and their funnel."
-    if best is not None:
+    if len(paid):
+        best = paid.loc[paid["clv_to_acquisition_cost"].idxmax()]
         finding = (
-            f"'{best['channel']}' returns the most CLV per unit of acquisition cost: "
-            f"{best['clv_to_acquisition_cost']:.1f}x "
+            f"Of the channels with a marketing cost, '{best['channel']}' returns the most CLV per unit of "
+            f"acquisition cost: {best['clv_to_acquisition_cost']:.1f}x "
             f"({money(best['cost_per_paid'], cur)} per paid conversion)."
         )
     funnel = {
