@@ -14,6 +14,7 @@ import pytest
 from deltalake import DeltaTable as RsDeltaTable
 from mlflow.tracking import MlflowClient
 
+from custseg.config import Config
 from custseg.report.sections import TITLES
 from custseg.runs import run_record
 from tests.conftest import ROOT, Submitted
@@ -164,3 +165,30 @@ def test_no_identity_value_in_report_or_summary(submitted: Submitted) -> None:
 def test_run_ids_that_are_paths_or_filters_are_refused(submitted: Submitted, run_id: str) -> None:
     with pytest.raises(ValueError, match="run id"):
         run_record(submitted.cfg, run_id)
+
+
+def test_settings_shown_hide_secrets(cfg: Config) -> None:
+    """The run section and the comparison show logged settings (real MLflow params); a
+    secret among them (a key naming one, or a password in a URI) is never shown."""
+    from custseg.compare import config_differences as compare_differences
+    from custseg.report.sections import config_differences
+    from custseg.runs import redact
+    from custseg.tracking import pipeline_parent
+
+    secret = cfg.model_copy(
+        update={
+            "spark": cfg.spark.model_copy(update={"conf": {"spark.hadoop.fs.s3a.secret.key": "s3-canary"}})
+        }
+    )
+    with pipeline_parent(cfg, "plain"):
+        pass
+    with pipeline_parent(secret, "secret"):
+        pass
+    plain_run, secret_run = run_record(cfg, "plain"), run_record(secret, "secret")
+    shown = config_differences(secret_run.params(), secret).set_index("key")["run"].to_dict()
+    assert shown["spark.conf.spark.hadoop.fs.s3a.secret.key"] == "(redacted)"
+    text = compare_differences(plain_run, secret_run).to_string() + str(shown)
+    assert "s3-canary" not in text and "(redacted)" in text
+    assert (
+        redact("tracking.uri", "postgresql://analyst:pw@db:5432/mlflow") == "postgresql://***@db:5432/mlflow"
+    )

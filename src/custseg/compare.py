@@ -19,7 +19,7 @@ import pandas as pd
 from pyspark.sql import functions as F
 
 from custseg.config import Config
-from custseg.runs import RunNotFoundError, RunRecord, run_record, table_versions
+from custseg.runs import RunNotFoundError, RunRecord, redact, run_record, table_versions
 from custseg.segment.validate import adjusted_rand_index
 from custseg.tables import TableStore
 
@@ -134,7 +134,7 @@ def config_differences(a: RunRecord, b: RunRecord) -> pd.DataFrame:
     pa = {k.removeprefix("config."): v for k, v in a.params().items() if k.startswith("config.")}
     pb = {k.removeprefix("config."): v for k, v in b.params().items() if k.startswith("config.")}
     rows = [
-        {"key": k, "a": pa.get(k, "(unset)"), "b": pb.get(k, "(unset)")}
+        {"key": k, "a": redact(k, pa.get(k, "(unset)")), "b": redact(k, pb.get(k, "(unset)"))}
         for k in sorted(set(pa) | set(pb))
         if pa.get(k) != pb.get(k)
     ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,21 @@ log = logging.getLogger(__name__)
 # Delta reads of small tables are mostly driver work (log replay, planning): a few at a
 # time from threads (Spark runs jobs of several threads concurrently) cut the wall time.
 _THREADS = 4
+
+
+# A config key whose last parts name a secret; its value is never shown (report, compare).
+_SECRET_KEY = re.compile(
+    r"(password|passwd|secret|token|credential|api[_.-]?key|access[_.-]?key|private[_.-]?key)", re.I
+)
+_URI_USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]+@")
+
+
+def redact(key: str, value: str) -> str:
+    """A logged config value as it may be shown: ``(redacted)`` for a key that names a
+    secret, and a URI's user information (``user:password@``) replaced by ``***@``."""
+    if _SECRET_KEY.search(key):
+        return "(redacted)"
+    return _URI_USERINFO.sub(r"\1***@", value)
 
 
 class RunNotFoundError(LookupError):

@@ -20,6 +20,7 @@ from custseg.ingest.contract import TABLE_ORDER
 from custseg.pipeline import stage_names
 from custseg.report import plots
 from custseg.report.data import ReportData
+from custseg.runs import redact
 from custseg.tracking import package_versions
 
 ALL = "(all customers)"
@@ -828,7 +829,7 @@ def config_differences(params: dict[str, str], cfg: Config) -> pd.DataFrame:
     else:
         used = {k: str(v) for k, v in cfg.flat().items()}
     rows = [
-        {"key": k, "run": v, "default": defaults.get(k, "(not a default key)")}
+        {"key": k, "run": redact(k, v), "default": redact(k, defaults.get(k, "(not a default key)"))}
         for k, v in sorted(used.items())
         if defaults.get(k) != v
     ]
