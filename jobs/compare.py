@@ -18,7 +18,8 @@ from collections.abc import Sequence
 
 from custseg.cli import base_parser, config_from_args, setup_logging
 from custseg.compare import compare_runs
-from custseg.runs import RunNotFoundError, check_run_id
+from custseg.runs import RunNotFoundError
+from custseg.tables import check_run_id
 
 log = logging.getLogger("custseg.compare")
 

@@ -19,9 +19,10 @@ import pandas as pd
 from pyspark.sql import functions as F
 
 from custseg.config import Config
-from custseg.runs import RunNotFoundError, RunRecord, redact, run_record, table_versions
+from custseg.runs import RunNotFoundError, redact, table_versions
 from custseg.segment.validate import adjusted_rand_index
 from custseg.tables import TableStore
+from custseg.tracking import RunRecord, run_record
 
 ASSIGNMENTS = "gold.segment_assignments"
 # The metrics a data scientist looks at first (stage, metric); every other metric follows.

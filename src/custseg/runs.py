@@ -1,4 +1,5 @@
-"""What one custseg run wrote: its Delta table versions and its MLflow stage runs.
+"""What one custseg run wrote: the Delta table versions it committed (its MLflow side is
+``tracking.run_record``).
 
 Every Delta commit custseg makes carries the run id as ``userMetadata`` (``tables.py``),
 so the version of a table that run R wrote is the newest commit whose ``userMetadata`` is
@@ -9,23 +10,15 @@ report or comparison shows.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
-import pandas as pd
-from mlflow.entities import Run
-from mlflow.tracking import MlflowClient
 from pyspark.sql import DataFrame
 
 from custseg import hadoopfs
-from custseg.config import Config
-from custseg.tables import LAYERS, RUN_ID, TableNotFoundError, TableStore
-from custseg.tracking import RUN_TAG, STAGE_TAG, _experiment_id, find_parent_run
+from custseg.tables import LAYERS, TableNotFoundError, TableStore
 
 log = logging.getLogger(__name__)
 # Delta reads of small tables are mostly driver work (log replay, planning): a few at a
@@ -50,14 +43,6 @@ def redact(key: str, value: str) -> str:
 
 class RunNotFoundError(LookupError):
     """No trace of the run id: no MLflow parent run and no Delta commit."""
-
-
-def check_run_id(run_id: str) -> str:
-    """The run id when it is one custseg could have made; ValueError naming it otherwise
-    (it goes into MLflow filter strings and Delta history filters)."""
-    if not RUN_ID.match(run_id or ""):
-        raise ValueError(f"run id {run_id!r}: use letters, digits and _.:- only")
-    return run_id
 
 
 def table_names(tables: TableStore) -> list[str]:
@@ -132,72 +117,3 @@ def read_run_table(tables: TableStore, name: str, run_id: str) -> DataFrame:
     if found is None or found.written is None:
         raise LookupError(f"run {run_id} wrote no version of {name} under {tables.warehouse}")
     return tables.read(name, version=found.written)
-
-
-@dataclass
-class RunRecord:
-    """The MLflow side of one custseg run: the parent run and the newest run of each stage."""
-
-    run_id: str
-    parent: Run | None
-    stages: dict[str, Run]
-
-    def params(self) -> dict[str, str]:
-        return dict(self.parent.data.params) if self.parent else {}
-
-    def metrics(self, stage: str) -> dict[str, float]:
-        run = self.stages.get(stage)
-        return dict(run.data.metrics) if run else {}
-
-    def artifact_json(self, stage: str, path: str) -> Any | None:
-        """A JSON artifact of a stage run (None when the stage or the file is missing)."""
-        run = self.stages.get(stage)
-        if run is None:
-            return None
-        import mlflow
-
-        # a progress bar per JSON file is noise in a job's log
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-        try:
-            return json.loads(mlflow.artifacts.load_text(f"{run.info.artifact_uri}/{path}"))
-        except Exception:  # noqa: BLE001 - an artifact that is not there is simply absent
-            log.info("run %s: no artifact %s of stage %s", self.run_id, path, stage)
-            return None
-
-
-def run_record(cfg: Config, run_id: str) -> RunRecord:
-    """The parent MLflow run of ``run_id`` and the newest finished run of each stage
-    (the newest attempt of any status when none finished)."""
-    check_run_id(run_id)
-    if not cfg.tracking.enabled:
-        return RunRecord(run_id=run_id, parent=None, stages={})
-    parent = find_parent_run(cfg, run_id)
-    if parent is None:
-        return RunRecord(run_id=run_id, parent=None, stages={})
-    runs = MlflowClient().search_runs(
-        [_experiment_id(cfg)],
-        filter_string=f"tags.`{RUN_TAG}` = '{run_id}'",
-        order_by=["attributes.start_time DESC"],
-    )
-    stages: dict[str, Run] = {}
-    for run in runs:
-        stage = run.data.tags.get(STAGE_TAG)
-        if stage in (None, "pipeline") or "custseg.candidate" in run.data.tags:
-            continue
-        best = stages.get(stage)
-        if best is None or (best.info.status != "FINISHED" and run.info.status == "FINISHED"):
-            stages[stage] = run
-    return RunRecord(run_id=run_id, parent=parent, stages=stages)
-
-
-def stage_seconds(record: RunRecord) -> pd.DataFrame:
-    """Stage, status and seconds of each stage run of the record."""
-    rows = [
-        {
-            "stage": stage,
-            "status": run.info.status,
-            "seconds": run.data.metrics.get("stage_seconds"),
-        }
-        for stage, run in record.stages.items()
-    ]
-    return pd.DataFrame(rows, columns=["stage", "status", "seconds"])

@@ -28,6 +28,14 @@ RUN_ID = re.compile(r"^(?!\.+$)[A-Za-z0-9_.:-]+$")  # a run id; not "." or ".." 
 _COMMIT_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
 
 
+def check_run_id(run_id: str) -> str:
+    """The run id when it is one custseg could have made; ValueError naming it otherwise
+    (it goes into MLflow filter strings and Delta history filters)."""
+    if not RUN_ID.match(run_id or ""):
+        raise ValueError(f"run id {run_id!r}: use letters, digits and _.:- only")
+    return run_id
+
+
 class TableNotFoundError(LookupError):
     """The named table has never been written under this warehouse."""
 

@@ -7,6 +7,7 @@ same run id resumes that parent, so a rerun sits beside the earlier attempt in t
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import platform
@@ -25,6 +26,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from custseg.config import Config
+from custseg.tables import check_run_id
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +110,7 @@ def _experiment_id(cfg: Config) -> str:
 
 def find_parent_run(cfg: Config, run_id: str) -> Run | None:
     """The parent MLflow run of a custseg run id, or None."""
+    check_run_id(run_id)
     experiment_id = _experiment_id(cfg)
     runs = MlflowClient().search_runs(
         [experiment_id],
@@ -227,3 +230,57 @@ def load_registered_spark_model(cfg: Config, name: str, alias: str) -> tuple[Any
     _experiment_id(cfg)
     version = MlflowClient().get_model_version_by_alias(name, alias)
     return mlflow.spark.load_model(f"models:/{name}@{alias}"), str(version.version)
+
+
+@dataclass
+class RunRecord:
+    """The MLflow side of one custseg run: the parent run and the newest run of each stage."""
+
+    run_id: str
+    parent: Run | None
+    stages: dict[str, Run]
+
+    def params(self) -> dict[str, str]:
+        return dict(self.parent.data.params) if self.parent else {}
+
+    def metrics(self, stage: str) -> dict[str, float]:
+        run = self.stages.get(stage)
+        return dict(run.data.metrics) if run else {}
+
+    def artifact_json(self, stage: str, path: str) -> Any | None:
+        """A JSON artifact of a stage run (None when the stage or the file is missing)."""
+        run = self.stages.get(stage)
+        if run is None:
+            return None
+        # a progress bar per JSON file is noise in a job's log
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        try:
+            return json.loads(mlflow.artifacts.load_text(f"{run.info.artifact_uri}/{path}"))
+        except Exception:  # noqa: BLE001 - an artifact that is not there is simply absent
+            log.info("run %s: no artifact %s of stage %s", self.run_id, path, stage)
+            return None
+
+
+def run_record(cfg: Config, run_id: str) -> RunRecord:
+    """The parent MLflow run of ``run_id`` and the newest finished run of each stage
+    (the newest attempt of any status when none finished)."""
+    check_run_id(run_id)
+    if not cfg.tracking.enabled:
+        return RunRecord(run_id=run_id, parent=None, stages={})
+    parent = find_parent_run(cfg, run_id)
+    if parent is None:
+        return RunRecord(run_id=run_id, parent=None, stages={})
+    runs = MlflowClient().search_runs(
+        [_experiment_id(cfg)],
+        filter_string=f"tags.`{RUN_TAG}` = '{run_id}'",
+        order_by=["attributes.start_time DESC"],
+    )
+    stages: dict[str, Run] = {}
+    for run in runs:
+        stage = run.data.tags.get(STAGE_TAG)
+        if stage in (None, "pipeline") or "custseg.candidate" in run.data.tags:
+            continue
+        best = stages.get(stage)
+        if best is None or (best.info.status != "FINISHED" and run.info.status == "FINISHED"):
+            stages[stage] = run
+    return RunRecord(run_id=run_id, parent=parent, stages=stages)

@@ -18,8 +18,9 @@ import pandas as pd
 from pyspark.sql import functions as F
 
 from custseg.config import Config
-from custseg.runs import RunRecord, TableVersion, read_as_written, run_record, table_versions
+from custseg.runs import TableVersion, read_as_written, table_versions
 from custseg.tables import TableStore
+from custseg.tracking import RunRecord, run_record
 
 log = logging.getLogger(__name__)
 
