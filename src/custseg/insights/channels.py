@@ -20,6 +20,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from custseg.features.core import as_date
+from custseg.insights.kpis import REC, record_customers, record_key
 
 KEY = ("source_system", "source_id")
 TOUCHES_REQUIRED = ("source_system", "source_id", "ts", "channel", "cost", "funnel_stage")
@@ -90,9 +91,8 @@ def _touch_reach(
     if end is not None:
         touches = touches.where(F.col("ts") < F.lit(end).cast("timestamp"))
     # keyed on a 64-bit hash of the record (as the monthly KPIs): one long, not two strings
-    record = F.xxhash64(F.col("source_system").cast("string"), F.col("source_id").cast("string"))
     per_record = touches.groupBy(
-        record.alias("_record"),
+        record_key().alias(REC),
         F.col("source_id").isNull().alias("_anonymous"),
         _channel("channel").alias("channel"),
         F.col("funnel_stage").cast("string").alias("funnel_stage"),
@@ -100,10 +100,7 @@ def _touch_reach(
         F.count(F.lit(1)).alias("n"),
         F.sum(F.coalesce(F.col("cost").cast("double"), F.lit(0.0))).alias("cost"),
     )
-    keys = identity_map.select(
-        F.xxhash64(F.col("source_system").cast("string"), F.col("source_id").cast("string")).alias("_record"),
-        "customer_id",
-    ).dropDuplicates(["_record"])
+    keys = record_customers(identity_map)
     segments = customers.select(
         "customer_id",
         "segment_name",
@@ -117,7 +114,7 @@ def _touch_reach(
         .otherwise(F.col("segment_name"))
     )
     return (
-        per_record.join(keys, on="_record", how="left")
+        per_record.join(keys, on=REC, how="left")
         .join(segments, on="customer_id", how="left")
         .groupBy(
             "channel",

@@ -120,7 +120,7 @@ def _in_period(day: Column, start: date | None, end: date) -> Column:
 REC = "_record"
 
 
-def _record_key() -> Column:
+def record_key() -> Column:
     """A 64-bit hash of (source_system, source_id): the per-record aggregation keys on one
     long instead of two strings (Spark's fixed-width hash map instead of a variable-width one on
     the 37M usage rows of the reference preset). Two of 1.2M records collide with probability
@@ -132,7 +132,7 @@ def _key_months(df: DataFrame, day: Column, start: date | None, end: date, **agg
     """One event table summed per (record, month) over [start, end), with the group's first
     day: the only pass over the table's rows."""
     dated = df.select(
-        _record_key().alias(REC),
+        record_key().alias(REC),
         day.alias("day"),
         *[c for c in df.columns if c not in (*KEY, "day")],
     ).where(_in_period(F.col("day"), start, end))
@@ -141,13 +141,19 @@ def _key_months(df: DataFrame, day: Column, start: date | None, end: date, **agg
     )
 
 
+def record_customers(identity_map: DataFrame) -> DataFrame:
+    """(_record, customer_id): each record key once, with its smallest customer_id when a
+    key is mapped twice (deterministic, so no event is counted twice or differently)."""
+    return identity_map.groupBy(record_key().alias(REC)).agg(
+        F.min(F.col("customer_id").cast("string")).alias("customer_id")
+    )
+
+
 def _customer_keys(identity_map: DataFrame, excluded: DataFrame | None) -> DataFrame:
     """(source_system, source_id, customer_id, is_excluded), one row per source key; a key
     mapped twice gets its smallest customer_id, so no event is counted twice."""
     _require(identity_map, IDENTITY_MAP_REQUIRED, "identity_map")
-    keys = identity_map.groupBy(_record_key().alias(REC)).agg(
-        F.min(F.col("customer_id").cast("string")).alias("customer_id")
-    )
+    keys = record_customers(identity_map)
     if excluded is None:
         return keys.withColumn("is_excluded", F.lit(False))
     _require(excluded, ("customer_id",), "excluded")
