@@ -183,7 +183,7 @@ def test_settings_shown_hide_secrets(cfg: Config) -> None:
     with pipeline_parent(secret, "secret"):
         pass
     plain_run, secret_run = run_record(cfg, "plain"), run_record(secret, "secret")
-    shown = config_differences(secret_run.params(), secret).set_index("key")["run"].to_dict()
+    shown = config_differences(secret_run.logged("config"), secret).set_index("key")["run"].to_dict()
     assert shown["spark.conf.spark.hadoop.fs.s3a.secret.key"] == "(redacted)"
     text = compare_differences(plain_run, secret_run).to_string() + str(shown)
     assert "s3-canary" not in text and "(redacted)" in text

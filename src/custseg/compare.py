@@ -132,8 +132,7 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def config_differences(a: RunRecord, b: RunRecord) -> pd.DataFrame:
-    pa = {k.removeprefix("config."): v for k, v in a.params().items() if k.startswith("config.")}
-    pb = {k.removeprefix("config."): v for k, v in b.params().items() if k.startswith("config.")}
+    pa, pb = a.logged("config"), b.logged("config")
     rows = [
         {"key": k, "a": redact(k, pa.get(k, "(unset)")), "b": redact(k, pb.get(k, "(unset)"))}
         for k in sorted(set(pa) | set(pb))

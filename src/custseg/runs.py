@@ -109,11 +109,3 @@ def read_as_written(tables: TableStore, name: str, versions: dict[str, TableVers
     if found is None:
         raise TableNotFoundError(f"table {name} does not exist under {tables.warehouse}")
     return tables.read(name, version=found.version)
-
-
-def read_run_table(tables: TableStore, name: str, run_id: str) -> DataFrame:
-    """The table exactly as ``run_id`` wrote it; LookupError naming both when it did not."""
-    found = table_versions(tables, run_id, [name]).get(name)
-    if found is None or found.written is None:
-        raise LookupError(f"run {run_id} wrote no version of {name} under {tables.warehouse}")
-    return tables.read(name, version=found.written)

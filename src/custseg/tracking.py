@@ -243,6 +243,13 @@ class RunRecord:
     def params(self) -> dict[str, str]:
         return dict(self.parent.data.params) if self.parent else {}
 
+    def logged(self, prefix: str) -> dict[str, str]:
+        """The parent's params under ``prefix`` (``config`` or ``version``, as
+        ``_log_run_params`` wrote them), without the prefix."""
+        return {
+            k.removeprefix(f"{prefix}."): v for k, v in self.params().items() if k.startswith(f"{prefix}.")
+        }
+
     def metrics(self, stage: str) -> dict[str, float]:
         run = self.stages.get(stage)
         return dict(run.data.metrics) if run else {}

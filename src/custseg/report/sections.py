@@ -138,23 +138,20 @@ def answers(data: ReportData) -> Answers:
                     f"{r.attribute} = {r.value}: {pct(r.share, 0)} of them against {pct(r.share_all, 0)} "
                     f"of all customers (lift {r.lift:.1f}x)"
                 )
-        losing = business[business["profit_mean"] < 0]
-        if len(losing) and "unprofitable_profit" in business:
+        if "unprofitable_profit" in business:
             lost = float(business["unprofitable_profit"].sum())
             count = int(business["unprofitable_customers"].sum())
-            unprofitable = (
-                f"{count:,} customers ({pct(count / business['customers'].sum())}) lose money "
-                "over the window; "
-                f"together they cost {money(-lost, cur)} of profit. Loss-making segments: "
-                + ", ".join(f"'{s}'" for s in losing["segment_name"])
-                + "."
-            )
-        elif "unprofitable_profit" in business:
-            lost = float(business["unprofitable_profit"].sum())
-            count = int(business["unprofitable_customers"].sum())
-            unprofitable = (
-                f"{count:,} customers lose money over the window; together {money(-lost, cur)} of profit."
-            )
+            losing = business.loc[business["profit_mean"] < 0, "segment_name"]
+            if len(losing):
+                unprofitable = (
+                    f"{count:,} customers ({pct(count / business['customers'].sum())}) lose money "
+                    f"over the window; together they cost {money(-lost, cur)} of profit. "
+                    "Loss-making segments: " + ", ".join(f"'{s}'" for s in losing) + "."
+                )
+            else:
+                unprofitable = (
+                    f"{count:,} customers lose money over the window; together {money(-lost, cur)} of profit."
+                )
     recommendations = []
     recs = data.table("recommendations")
     if recs is not None:
@@ -820,14 +817,11 @@ def section_data_quality(data: ReportData) -> Section:
 # --- 13. the run ------------------------------------------------------------------------------------
 
 
-def config_differences(params: dict[str, str], cfg: Config) -> pd.DataFrame:
+def config_differences(logged: dict[str, str], cfg: Config) -> pd.DataFrame:
     """Config keys whose value in the run differs from custseg's defaults (the run's
-    MLflow params when tracked, else the given config)."""
+    logged config when tracked, else the given config)."""
     defaults = {k: str(v) for k, v in Config().flat().items()}
-    if params:
-        used = {k.removeprefix("config."): v for k, v in params.items() if k.startswith("config.")}
-    else:
-        used = {k: str(v) for k, v in cfg.flat().items()}
+    used = logged or {k: str(v) for k, v in cfg.flat().items()}
     rows = [
         {"key": k, "run": redact(k, v), "default": redact(k, defaults.get(k, "(not a default key)"))}
         for k, v in sorted(used.items())
@@ -838,8 +832,7 @@ def config_differences(params: dict[str, str], cfg: Config) -> pd.DataFrame:
 
 def section_run(data: ReportData) -> Section:
     title = "The run"
-    params = data.record.params()
-    diffs = config_differences(params, data.cfg)
+    diffs = config_differences(data.record.logged("config"), data.cfg)
     stages = data.record.stages
     order = {s: i for i, s in enumerate(stage_names())}
     times = pd.DataFrame(
@@ -859,9 +852,7 @@ def section_run(data: ReportData) -> Section:
         f"Run {data.run_id}: {len(times)} stages tracked taking {num(total, 0)} s, {written} of "
         f"{len(data.versions)} tables written by this run, {len(diffs)} settings differ from the defaults."
     )
-    versions = {
-        k.removeprefix("version."): v for k, v in params.items() if k.startswith("version.")
-    } or package_versions()
+    versions = data.record.logged("version") or package_versions()
     tables = pd.DataFrame(
         [
             {
