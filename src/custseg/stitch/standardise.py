@@ -91,8 +91,8 @@ def email_local(std_email: Column) -> Column:
     return F.substring_index(std_email, "@", 1)
 
 
-def _e164_series(values: pd.Series, region: str) -> pd.Series:
-    def one(v: str | None) -> str | None:
+def _e164_series(values: pd.Series, regions: pd.Series) -> pd.Series:
+    def one(v: str | None, region: str) -> str | None:
         if v is None:
             return None
         try:
@@ -106,41 +106,74 @@ def _e164_series(values: pd.Series, region: str) -> pd.Series:
             return None
         return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
 
-    lookup = {v: one(v) for v in values.dropna().unique()}
-    return pd.Series([lookup.get(v) for v in values], index=values.index, dtype=object)
+    if regions.nunique(dropna=False) <= 1:  # one region in the batch (the usual case)
+        region = str(regions.iloc[0]) if len(regions) else "ZZ"
+        by_value = {v: one(v, region) for v in values.dropna().unique()}
+        return pd.Series([by_value.get(v) for v in values], index=values.index, dtype=object)
+    keys = list(zip(values, regions, strict=True))
+    lookup = {k: one(*k) for k in set(keys) if k[0] is not None}
+    return pd.Series([lookup.get(k) for k in keys], index=values.index, dtype=object)
 
 
-def phone(raw: Column, cfg: StitchConfig) -> Column:
-    """E.164 (``+447123456789``) by ``phonenumbers`` with ``cfg.default_region`` for
-    national numbers; null when it cannot be a phone number."""
-    region = cfg.default_region
+def phone(raw: Column, cfg: StitchConfig, region: Column | None = None) -> Column:
+    """E.164 (``+447123456789``) by ``phonenumbers``, national numbers read in the record's
+    ``region`` (default ``cfg.default_region``); null when it cannot be a phone number."""
 
     @pandas_udf(T.StringType())  # type: ignore[call-overload]
-    def to_e164(values: pd.Series) -> pd.Series:
-        return _e164_series(values, region)
+    def to_e164(values: pd.Series, regions: pd.Series) -> pd.Series:
+        return _e164_series(values, regions)
 
     cleaned = not_placeholder(raw, cfg.placeholders)
-    out: Column = to_e164(cleaned)
+    out: Column = to_e164(cleaned, region if region is not None else F.lit(cfg.default_region.upper()))
     return out
 
 
-def postcode(raw: Column, placeholders: Iterable[str]) -> Column:
-    """Upper case, no spaces or punctuation, then one space before the last three
-    characters (the UK inward code): ``"sw1a1aa"`` -> ``"SW1A 1AA"``."""
-    c = F.regexp_replace(F.upper(not_placeholder(raw, placeholders)), "[^A-Z0-9]", "")
-    outward = c.substr(F.lit(1), F.length(c) - 3)
-    return F.when(F.length(c) >= 5, F.concat(outward, F.lit(" "), F.substring(c, -3, 3)))
+# Postcode formats with a canonical spacing, by region: (pattern of the compact form,
+# where the space goes counted from the end). Any other value, or a region not listed,
+# keeps its compact form (upper case, letters and digits only): never dropped.
+_POSTCODE_SPACED = {
+    "GB": (r"^[A-Z]{1,2}[0-9][A-Z0-9]?[0-9][A-Z]{2}$", 3),  # SW1A 1AA
+    "CA": (r"^[A-Z][0-9][A-Z][0-9][A-Z][0-9]$", 3),  # K1A 0B1
+    "NL": (r"^[0-9]{4}[A-Z]{2}$", 2),  # 1234 AB
+    "IE": (r"^[A-Z][0-9][0-9W][A-Z0-9]{4}$", 4),  # D02 X285
+}
 
 
-def date_of_birth(raw: Column, placeholders: Iterable[str], as_of: Column | None = None) -> Column:
-    """The date, null for placeholder dates, before 1900-01-02 or after ``as_of``."""
+def postcode(raw: Column, placeholders: Iterable[str], region: Column | None = None) -> Column:
+    """Upper case, letters and digits only; in a region with a known spaced format
+    (GB, CA, NL, IE) and matching it, one space where that format puts it (``"sw1a1aa"``
+    -> ``"SW1A 1AA"``); US ZIP+4 -> the 5-digit ZIP. Any other value keeps that compact
+    form: a postcode from a country not listed, or one that matches no format, is never
+    dropped (a 4-digit Australian postcode stays ``"4223"``)."""
+    c = _blank_to_null(F.regexp_replace(F.upper(not_placeholder(raw, placeholders)), "[^A-Z0-9]", ""))
+    region = region if region is not None else F.lit("GB")
+    out = c
+    for code, (pattern, tail) in _POSTCODE_SPACED.items():
+        spaced = F.concat(c.substr(F.lit(1), F.length(c) - tail), F.lit(" "), F.substring(c, -tail, tail))
+        out = F.when((region == code) & c.rlike(pattern), spaced).otherwise(out)
+    return F.when((region == "US") & c.rlike(r"^[0-9]{9}$"), c.substr(1, 5)).otherwise(out)
+
+
+def date_of_birth(
+    raw: Column,
+    placeholders: Iterable[str],
+    as_of: Column | None = None,
+    formats: Iterable[str] | None = None,
+) -> Column:
+    """The date, null for placeholder dates, before 1900-01-02 or after ``as_of``. A
+    string is read with the first of ``formats`` (Spark datetime patterns) that parses
+    it; a value none parses is null (counted by ``standardisation_counts``)."""
     dates = []
     for p in placeholders:
         try:
             dates.append(pd.Timestamp(p).date().isoformat())
         except ValueError:
             continue
-    d = raw.cast("date")
+    if formats is None:
+        d = raw.cast("date")
+    else:
+        text = F.trim(raw.cast("string"))
+        d = F.coalesce(*[F.try_to_timestamp(text, F.lit(f)).cast("date") for f in formats])
     upper = as_of if as_of is not None else F.current_date()
     ok = d.isNotNull() & ~d.cast("string").isin(dates) & (d > F.lit("1900-01-01").cast("date")) & (d <= upper)
     return F.when(ok, d)
@@ -171,10 +204,30 @@ def identifier(raw: Column, placeholders: Iterable[str]) -> Column:
     return _blank_to_null(F.regexp_replace(F.upper(not_placeholder(raw, placeholders)), "\\s+", ""))
 
 
-def standardise_records(records: DataFrame, cfg: StitchConfig) -> DataFrame:
+def record_region(columns: list[str], cfg: StitchConfig) -> Column:
+    """A record's region (ISO 3166 alpha-2, upper case) for phones and postcodes: its
+    ``country`` column when records carry one, else ``stitch.source_regions`` of its
+    source system, else ``stitch.default_region``."""
+    choices = []
+    if "country" in columns:
+        choices.append(_blank_to_null(F.upper(F.trim(F.col("country").cast("string")))))
+    if cfg.source_regions:
+        table = F.create_map(
+            *[F.lit(x) for k, v in sorted(cfg.source_regions.items()) for x in (k, v.upper())]
+        )
+        choices.append(F.element_at(table, F.col("source_system").cast("string")))
+    return F.coalesce(*choices, F.lit(cfg.default_region.upper()))
+
+
+RAW_PREFIX = "raw_"
+
+
+def standardise_records(records: DataFrame, cfg: StitchConfig, *, keep_raw: bool = False) -> DataFrame:
     """One row per identity record: ``rid`` (``source_system:source_id``), the source
     keys, ``updated_at``, the standardised fields, ``first_name_canon`` (nicknames
-    resolved) and ``email_local``. Identity columns missing from ``records`` are null."""
+    resolved) and ``email_local``. Identity columns missing from ``records`` are null.
+    With ``keep_raw`` also ``raw_<field>``: each value as given, for
+    ``standardisation_counts``."""
     missing = [c for c in ("source_system", "source_id") if c not in records.columns]
     if missing:
         raise ValueError(f"identity records need columns {missing}; got {records.columns}")
@@ -185,6 +238,8 @@ def standardise_records(records: DataFrame, cfg: StitchConfig) -> DataFrame:
     if "updated_at" not in raw.columns:
         raw = raw.withColumn("updated_at", F.lit(None).cast("timestamp"))
     ph = cfg.placeholders
+    region = record_region(records.columns, cfg)
+    dob_is_text = dict(raw.dtypes)["date_of_birth"] not in ("date", "timestamp", "timestamp_ntz")
     first = name(F.col("first_name"), ph)
     std = raw.select(
         F.concat_ws(":", "source_system", "source_id").alias("rid"),
@@ -196,12 +251,15 @@ def standardise_records(records: DataFrame, cfg: StitchConfig) -> DataFrame:
         first.alias("first_name"),
         name(F.col("last_name"), ph).alias("last_name"),
         email(F.col("email"), cfg).alias("email"),
-        phone(F.col("phone"), cfg).alias("phone"),
-        date_of_birth(F.col("date_of_birth"), ph).alias("date_of_birth"),
-        postcode(F.col("postcode"), ph).alias("postcode"),
+        phone(F.col("phone"), cfg, region).alias("phone"),
+        date_of_birth(F.col("date_of_birth"), ph, formats=cfg.date_formats if dob_is_text else None).alias(
+            "date_of_birth"
+        ),
+        postcode(F.col("postcode"), ph, region).alias("postcode"),
         address(F.col("address"), ph).alias("address"),
         identifier(F.col("device_id"), ph).alias("device_id"),
         identifier(F.col("account_number"), ph).alias("account_number"),
+        *([F.col(c).cast("string").alias(RAW_PREFIX + c) for c in IDENTITY_FIELDS] if keep_raw else []),
     )
     return std.withColumns(
         {
@@ -209,3 +267,25 @@ def standardise_records(records: DataFrame, cfg: StitchConfig) -> DataFrame:
             "email_local": email_local(F.col("email")),
         }
     )
+
+
+def standardisation_counts(std: DataFrame, cfg: StitchConfig) -> dict[str, int]:
+    """Per field, from ``standardise_records(..., keep_raw=True)`` in one aggregation:
+    ``records``, and ``standardise.<field>.present`` (a non-blank value given),
+    ``.placeholder`` (nulled as a placeholder), ``.nulled`` (nulled as no valid value of
+    the field: an impossible phone, an unreadable date, an email without a domain) and
+    ``.changed`` (kept in another form: case, spacing, E.164...)."""
+    aggs = [F.count("*").alias("records")]
+    for f in IDENTITY_FIELDS:
+        given = F.trim(F.col(RAW_PREFIX + f))
+        present = F.length(given) > 0
+        placeholder = present & not_placeholder(F.col(RAW_PREFIX + f), cfg.placeholders).isNull()
+        value = F.col(f).cast("string")
+        aggs += [
+            F.count(F.when(present, 1)).alias(f"standardise.{f}.present"),
+            F.count(F.when(placeholder, 1)).alias(f"standardise.{f}.placeholder"),
+            F.count(F.when(present & ~placeholder & value.isNull(), 1)).alias(f"standardise.{f}.nulled"),
+            F.count(F.when(value.isNotNull() & (value != given), 1)).alias(f"standardise.{f}.changed"),
+        ]
+    row = std.agg(*aggs).collect()[0]
+    return {k: int(v or 0) for k, v in row.asDict().items()}
