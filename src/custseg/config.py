@@ -470,7 +470,35 @@ class StitchConfig(_Section):
     date_of_birth, postcode, address, device_id, account_number.
     """
 
-    default_region: str = Field("GB", description="Region for phones without a country code.")
+    default_region: str = Field(
+        "GB",
+        description="ISO 3166 region of a record whose source has no entry in source_regions "
+        "(and no country column): national phone numbers are read in it, postcodes take its "
+        "format (GB, CA, NL, IE spaced; US ZIP+4 to ZIP; others compact).",
+    )
+    source_regions: dict[str, str] = Field(
+        default_factory=dict,
+        description="Source system -> ISO 3166 region of its records (e.g. {web_us: US}).",
+    )
+    date_formats: list[str] = Field(
+        default_factory=lambda: [
+            "yyyy-MM-dd",
+            "yyyyMMdd",
+            "dd/MM/yyyy",
+            "yyyy/MM/dd",
+            "dd.MM.yyyy",
+            "dd-MM-yyyy",
+        ],
+        description="Spark datetime patterns tried in order on a birth date given as text "
+        "(a date column is taken as it is); a value none reads is null and counted.",
+    )
+    min_field_coverage: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="A field held (after standardisation) by fewer than this share of the "
+        "records is left out of the model and of derived blocking and training rules.",
+    )
     placeholders: list[str] = Field(
         default_factory=lambda: list(PLACEHOLDERS),
         description="Values (compared trimmed, case-folded) that mean 'no value' in any field.",
@@ -505,33 +533,51 @@ class StitchConfig(_Section):
     conflict_fields: list[str] = Field(
         default_factory=lambda: ["first_name", "date_of_birth", "phone", "device_id", "account_number"],
         description="Records sharing a key are not linked when both have these and they "
-        "disagree (first names: not within edit distance 2, as written or after "
-        "nicknames, neither a prefix of the other (3+ letters), nor swapped with the last "
-        "name; dates: not equal and not a day/month swap); also vetoes probabilistic links "
-        "(veto_conflicts). Assumes one phone, device and account per person.",
+        "disagree beyond data-entry errors (first names: not within name_max_edits, as "
+        "written or after nicknames, neither a prefix of the other (3+ letters), nor swapped "
+        "with the last name; dates, phones, devices, accounts: not within value_max_edits "
+        "or a transposition, dates also not a day/month swap); also vetoes probabilistic "
+        "links (veto_conflicts). Assumes one phone, device and account per person.",
+    )
+    forgive_single_conflict: bool = Field(
+        True,
+        description="One conflicting field is forgiven when the other of first name and birth "
+        "date agrees and the records share a postcode or address: a value replaced by "
+        "another does not split a person; two of a household (two first names and two birth "
+        "dates, or one not given) still conflict. Cannot tell twins, or a father and son of "
+        "one name at one address, apart.",
+    )
+    name_max_edits: int = Field(
+        2, ge=0, description="First names within this edit distance (Levenshtein) do not conflict."
+    )
+    value_max_edits: int = Field(
+        1,
+        ge=0,
+        description="Birth dates (as YYYYMMDD digits), phones, devices and accounts within this "
+        "edit distance, or equal but for two swapped characters, do not conflict (a one-digit "
+        "typo, transposed digits); 0 = only equal values agree (and a day/month swap).",
     )
     single_valued_fields: list[str] = Field(
         default_factory=lambda: ["date_of_birth", "phone", "device_id", "account_number"],
         description="Fields a person has one value of: a deterministic cluster holding two "
         "values of one is contradicted and left to the probabilistic pass.",
     )
-    blocking_rules: list[list[str]] = Field(
-        default_factory=lambda: [
-            ["date_of_birth", "first_name"],
-            ["date_of_birth", "last_name"],
-            ["postcode", "last_name"],
-            ["postcode", "first_name"],
-            ["date_of_birth", "postcode"],
-            ["first_name", "last_name", "address"],
-            # No [email]: see docs/stitch.md (90 % of the scored pairs, no recall).
-            ["phone"],
-            ["account_number"],
-            ["device_id"],
-        ],
-        description="Probabilistic candidate pairs: records equal on every field of a rule.",
+    blocking_rules: list[list[str]] | None = Field(
+        None,
+        description="Probabilistic candidate pairs: records equal on every field of a rule. "
+        "null = derived from the fields the records hold (BLOCKING_CANDIDATES whose fields "
+        "are all populated, then a rule for each populated field none of them covers).",
     )
     max_block_size: int = Field(
         200, ge=2, description="A blocking-key value held by more records is skipped (reported)."
+    )
+    single_rule_max_pairs_per_record: float = Field(
+        10,
+        ge=0,
+        description="Derived blocking rules on one field alone (last name, first name, birth "
+        "date, postcode, address), added only when the records hold no deterministic key, are "
+        "used only where they make at most this many pairs per record (census-style records "
+        "with typos in several fields).",
     )
     comparison_budget: int = Field(
         50_000_000,
@@ -539,10 +585,20 @@ class StitchConfig(_Section):
         description="Most candidate pairs scored; rules are estimated first, in order, and a "
         "rule that would exceed the budget is skipped and reported.",
     )
-    training_rules: list[list[str]] = Field(
-        default_factory=lambda: [["email"], ["phone"]],
+    training_rules: list[list[str]] | None = Field(
+        None,
         description="EM blocking rules: each comparison must be left free by at least one "
-        "(a comparison using a rule's field is not estimated from that rule).",
+        "(a comparison using a rule's field is not estimated from that rule). null = derived: "
+        "TRAINING_CANDIDATES whose fields are populated, in order, until every compared field "
+        "is free in one.",
+    )
+    driver_scoring_max_records: int = Field(
+        100_000,
+        ge=0,
+        description="Inputs of at most this many records (and at most train_max_records, so "
+        "the training sample is all of them) are scored by Splink on DuckDB in the driver, on "
+        "the frame already collected for training, instead of on Spark: for interactive use "
+        "on small inputs. 0 = always Spark.",
     )
     u_max_pairs: int = Field(1_000_000, ge=1000, description="Random pairs to estimate u.")
     train_max_records: int = Field(
@@ -616,8 +672,8 @@ class StitchConfig(_Section):
             ("conflict_fields", self.conflict_fields),
             ("single_valued_fields", self.single_valued_fields),
             ("survivorship", list(self.survivorship)),
-            *[(f"blocking_rules[{i}]", r) for i, r in enumerate(self.blocking_rules)],
-            *[(f"training_rules[{i}]", r) for i, r in enumerate(self.training_rules)],
+            *[(f"blocking_rules[{i}]", r) for i, r in enumerate(self.blocking_rules or [])],
+            *[(f"training_rules[{i}]", r) for i, r in enumerate(self.training_rules or [])],
         ]
         for key, values in named:
             unknown = [v for v in values if v not in fields]
@@ -895,6 +951,33 @@ class SegmentConfig(_Section):
             raise ValueError("segment.unstable_below must not exceed segment.stable_from")
         return self
 
+
+# Derived blocking rules: these, in this order, where every field is populated. No
+# [email]: an email is a deterministic link unless guarded (docs/stitch.md: 90 % of the
+# scored pairs, no recall).
+BLOCKING_CANDIDATES = (
+    ("date_of_birth", "first_name"),
+    ("date_of_birth", "last_name"),
+    ("postcode", "last_name"),
+    ("postcode", "first_name"),
+    ("date_of_birth", "postcode"),
+    ("first_name", "last_name", "address"),
+    ("phone",),
+    ("account_number",),
+    ("device_id",),
+)
+# Derived EM training rules: taken in this order where populated, until every compared
+# field is left free by one of them.
+TRAINING_CANDIDATES = (
+    ("email",),
+    ("phone",),
+    ("date_of_birth",),
+    ("first_name", "last_name"),
+    ("postcode",),
+    ("account_number",),
+    ("device_id",),
+    ("address",),
+)
 
 IDENTITY_FIELDS = (
     "first_name",

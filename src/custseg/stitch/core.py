@@ -10,13 +10,19 @@ from typing import Any
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from custseg.config import StitchConfig
+from custseg.config import IDENTITY_FIELDS, StitchConfig
 from custseg.stitch.components import connected_components
-from custseg.stitch.deterministic import deterministic_links, with_conflict
+from custseg.stitch.deterministic import compared_fields, deterministic_links, disagree, with_conflict
 from custseg.stitch.golden import golden_records
 from custseg.stitch.ids import assign_ids
 from custseg.stitch.probabilistic import BlockingPlan, probabilistic_links
-from custseg.stitch.standardise import date_up_to_swap, standardise_records
+from custseg.stitch.session import prepare_session
+from custseg.stitch.standardise import (
+    RAW_PREFIX,
+    date_up_to_swap,
+    standardisation_counts,
+    standardise_records,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +48,37 @@ class StitchResult:
     model: dict[str, Any] = field(default_factory=dict)
     match_weights_html: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+
+
+def _populated(counts: dict[str, int], n_records: int, cfg: StitchConfig) -> set[str]:
+    """The fields held (after standardisation) by at least ``min_field_coverage`` of the
+    records, and by two records at least."""
+    out = set()
+    for f in IDENTITY_FIELDS:
+        held = counts[f"standardise.{f}.present"] - counts[f"standardise.{f}.placeholder"]
+        held -= counts[f"standardise.{f}.nulled"]
+        if held >= 2 and held >= cfg.min_field_coverage * n_records:
+            out.add(f)
+    return out
+
+
+def _log_standardisation(counts: dict[str, int]) -> None:
+    """One line per field: values given, kept as given, changed, nulled as placeholders or
+    as invalid; a warning when a field lost more than half its values."""
+    for f in IDENTITY_FIELDS:
+        c = {k: counts[f"standardise.{f}.{k}"] for k in ("present", "changed", "placeholder", "nulled")}
+        if not c["present"]:
+            continue
+        level = logging.WARNING if c["nulled"] + c["placeholder"] > c["present"] / 2 else logging.INFO
+        log.log(
+            level,
+            "stitch: %s: %d values given, %d changed in form, %d placeholders nulled, %d invalid nulled",
+            f,
+            c["present"],
+            c["changed"],
+            c["placeholder"],
+            c["nulled"],
+        )
 
 
 def _edges(links: DataFrame) -> DataFrame:
@@ -83,15 +120,41 @@ def _field_ranges(std: DataFrame, clusters: DataFrame, fields: list[str]) -> Dat
     )
 
 
-def _contradicted(std: DataFrame, clusters: DataFrame, fields: list[str]) -> DataFrame:
-    """Components whose records hold two values of a single-valued field."""
+def _contradicted(std: DataFrame, clusters: DataFrame, cfg: StitchConfig) -> DataFrame:
+    """Components holding two records that could not be one person on a single-valued
+    field: two values data entry does not explain (``disagree``, the veto's test on
+    ``single_valued_fields``: typos, transpositions and day/month swaps allowed, one
+    field forgiven when everything else agrees).
+
+    The smallest and largest value per component find the candidates in one aggregate;
+    only their records are gathered and compared pairwise. A candidate above
+    ``max_cluster_size`` records is contradicted without comparing (it is re-examined
+    as oversized anyway).
+    """
+    fields = cfg.single_valued_fields
     if not fields:
         return clusters.select("component").limit(0)
-    return (
+    suspects = (
         _field_ranges(std, clusters, fields)
         .where(" or ".join(f"{f}_lo < {f}_hi" for f in fields))
         .select("component")
     )
+    held = (
+        std.join(clusters.select("rid", "component").join(suspects, "component"), "rid")
+        .groupBy("component")
+        .agg(
+            F.collect_list(F.struct("rid", *compared_fields(cfg))).alias("held"),
+            F.count("*").alias("n"),
+        )
+    )
+    records = F.col("held")
+    clash = F.exists(
+        records,
+        lambda a: F.exists(
+            records, lambda b: (a["rid"] < b["rid"]) & disagree(cfg, lambda f: a[f], lambda f: b[f], fields)
+        ),
+    )
+    return held.where((F.col("n") > cfg.max_cluster_size) | clash).select("component")
 
 
 def _attachments(clusters: DataFrame, rejected: DataFrame, std: DataFrame, cfg: StitchConfig) -> DataFrame:
@@ -180,8 +243,20 @@ def stitch_identities(
         log.info("stitch: %s done in %.1f s", name, timings[name])
         t0 = now
 
-    std = standardise_records(records, cfg).persist()
-    n_records = std.count()
+    prepare_session(records.sparkSession)
+    full = standardise_records(records, cfg, keep_raw=True).persist()
+    counts = standardisation_counts(full, cfg)
+    std = full.drop(*[RAW_PREFIX + f for f in IDENTITY_FIELDS])
+    n_records = counts.pop("records")
+    if not n_records:
+        raise ValueError("stitch: no identity records to stitch")
+    populated = _populated(counts, n_records, cfg)
+    _log_standardisation(counts)
+    if not populated & {*cfg.deterministic_keys, *IDENTITY_FIELDS} - {"email_local"}:
+        raise ValueError(
+            "stitch: nothing to compare: the records hold no identity field "
+            f"(expected some of {list(IDENTITY_FIELDS)}; columns given: {records.columns})"
+        )
     dupes = std.groupBy("rid").count().where("count > 1").limit(1).collect()
     if dupes:
         raise ValueError(
@@ -190,29 +265,45 @@ def stitch_identities(
         )
     lap("standardise")
 
-    det = deterministic_links(std, cfg)
-    det_links = det.links.withColumn("match_weight", F.lit(None).cast("double")).localCheckpoint()
-    det_cc = _components(std.select("rid"), det_links, cfg.max_iterations)
-    # Closure can join people no single key contradicts (A shares an email with B, B a
-    # device with C): a deterministic cluster holding two values of a field a person has
-    # one of is contradicted, and its records go to the probabilistic pass unlinked.
-    contradicted = _contradicted(std, det_cc, cfg.single_valued_fields)
-    # Dropping every link of a contradicted cluster leaves its records as singletons and
-    # every other cluster as it was: no second connected-components run is needed.
-    det_cc = (
-        det_cc.join(contradicted.withColumn("bad", F.lit(True)), "component", "left")
-        .withColumn("component", F.when(F.col("bad"), F.col("rid")).otherwise(F.col("component")))
-        .localCheckpoint()
-    )
-    bad_rids = det_cc.where(F.col("bad")).select(F.col("rid").alias("rid_l"))
-    det_cc = det_cc.drop("bad")
-    n_det_all = det_links.count()
-    det_links = det_links.join(bad_rids, "rid_l", "left_anti").localCheckpoint()
-    n_det = det_links.count()
+    keys = [k for k in cfg.deterministic_keys if k in populated]
+    if keys:
+        det = deterministic_links(std, cfg.model_copy(update={"deterministic_keys": keys}))
+        det_links = det.links.withColumn("match_weight", F.lit(None).cast("double")).localCheckpoint()
+        det_cc = _components(std.select("rid"), det_links, cfg.max_iterations)
+        # Closure can join people no single key contradicts (A shares an email with B, B a
+        # device with C): a deterministic cluster holding two values of a field a person has
+        # one of is contradicted, and its records go to the probabilistic pass unlinked.
+        contradicted = _contradicted(std, det_cc, cfg)
+        # Dropping every link of a contradicted cluster leaves its records as singletons and
+        # every other cluster as it was: no second connected-components run is needed.
+        det_cc = (
+            det_cc.join(contradicted.withColumn("bad", F.lit(True)), "component", "left")
+            .withColumn("component", F.when(F.col("bad"), F.col("rid")).otherwise(F.col("component")))
+            .localCheckpoint()
+        )
+        bad_rids = det_cc.where(F.col("bad")).select(F.col("rid").alias("rid_l"))
+        det_cc = det_cc.drop("bad")
+        n_det_all = det_links.count()
+        det_links = det_links.join(bad_rids, "rid_l", "left_anti").localCheckpoint()
+        n_det = det_links.count()
+        guarded_keys = det.guarded_keys
+    else:
+        # No strong key in these records (census-style): every record is its own cluster.
+        log.info("stitch: no deterministic key held (%s): no deterministic links", cfg.deterministic_keys)
+        det_links = std.sparkSession.createDataFrame(
+            [],
+            "rid_l string, rid_r string, keys array<string>, match_probability double, "
+            "link_type string, match_weight double",
+        )
+        det_cc = std.select("rid", F.col("rid").alias("component")).localCheckpoint()
+        guarded_keys = std.sparkSession.createDataFrame(
+            [], "key string, value_hash string, n_records bigint, reason string"
+        )
+        n_det_all = n_det = 0
     std_c = std.join(det_cc.withColumnRenamed("component", "det_cluster"), "rid")
     lap("deterministic")
 
-    prob = probabilistic_links(std_c, cfg, n_deterministic_pairs=n_det, seed=seed)
+    prob = probabilistic_links(std_c, cfg, n_deterministic_pairs=n_det, populated=populated, seed=seed)
     # A link whose records contradict each other (two first names, two birth dates) is
     # not accepted on its score: agreeing on a household's address and landline outweighs
     # both in the model.
@@ -253,7 +344,7 @@ def stitch_identities(
     )
     sizes = clusters.groupBy("component").agg(F.count("*").alias("cluster_size"))
     oversized = sizes.where(F.col("cluster_size") > cfg.max_cluster_size).select("component")
-    contradicted = _contradicted(std, clusters, cfg.single_valued_fields)
+    contradicted = _contradicted(std, clusters, cfg)
     review = (
         oversized.withColumns({"oversized": F.lit(True), "contradicted": F.lit(False)})
         .unionByName(contradicted.withColumns({"oversized": F.lit(False), "contradicted": F.lit(True)}))
@@ -325,9 +416,7 @@ def stitch_identities(
         # record (the contradiction check's join and aggregate over all 1.2M records at the
         # reference preset).
         changed = clusters.join(members.select("rid"), "rid", "left_semi").select("component").distinct()
-        still_contradicted = _contradicted(
-            std, clusters.join(changed, "component", "left_semi"), cfg.single_valued_fields
-        )
+        still_contradicted = _contradicted(std, clusters.join(changed, "component", "left_semi"), cfg)
     clusters = clusters.join(
         still_contradicted.withColumn("still_contradicted", F.lit(True)), "component", "left"
     )
@@ -376,7 +465,7 @@ def stitch_identities(
         (r["link_type"], r["accepted"]): r["count"]
         for r in used.groupBy("link_type", "accepted").count().collect()
     }
-    guarded = det.guarded_keys.localCheckpoint()
+    guarded = guarded_keys.localCheckpoint()
     metrics: dict[str, float] = {
         "records": n_records,
         "deterministic_links": n_det,
@@ -396,6 +485,7 @@ def stitch_identities(
         "candidate_pairs_estimated": prob.plan.estimated_pairs,
         "blocking_rules_skipped": sum(1 for r in prob.plan.rules if not r["used"]),
         "prior_match_probability": prob.prior,
+        **{f"{k}": v for k, v in counts.items()},
     }
     out_links = used.select(
         F.col("rid_l").alias("record_l"),
