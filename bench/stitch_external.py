@@ -1,6 +1,6 @@
 """Identity stitching on records we did not generate, beside Splink's plain configuration.
 
-    .venv/bin/python bench/stitch_external.py [--data DIR] [--preset small] [--only febrl4,...]
+    .venv/bin/python bench/stitch_external.py [--data DIR] [--preset small] [--only febrl4,...] [--set K=V]
 
 Datasets, each run through ``stitch_identities`` with the default settings (no tuning per
 dataset) and through Splink alone, in the same run:
@@ -25,19 +25,17 @@ on birth date and on the full name; links at 0.8 (our ``match_threshold``), clus
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from _common import ROOT
+from _common import bench_parser, bench_session
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from custseg.cli import setup_logging
-from custseg.config import Config, load_config
+from custseg.config import Config
 from custseg.stitch import stitch_identities
 from custseg.stitch.febrl import febrl_records
 from custseg.stitch.quality import stitch_scores
@@ -55,12 +53,14 @@ def generated(spark: SparkSession, cfg: Config, out: Path) -> tuple[DataFrame, D
     return df.drop("person_id", "email", "phone", "device_id"), truth
 
 
-def ours(records: DataFrame, truth: DataFrame, cfg: Config) -> tuple[float, dict[str, float]]:
+def ours(records: DataFrame, truth: DataFrame, cfg: Config) -> tuple[float, dict[str, float], str]:
     started = time.perf_counter()
     result = stitch_identities(records, cfg.stitch, seed=cfg.run.seed)
     imap = result.identity_map.localCheckpoint()  # materialised: the function's real output
     imap.count()
-    return time.perf_counter() - started, stitch_scores(imap, truth)
+    wall = time.perf_counter() - started
+    steps = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
+    return wall, stitch_scores(imap, truth), steps
 
 
 def _plain_frame(records: DataFrame) -> pd.DataFrame:
@@ -143,32 +143,13 @@ def _fmt(scores: dict[str, float]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--data", default="/tmp/custseg-bench-stitch-external", help="folder for the drawn records"
-    )
-    parser.add_argument("--preset", default="small", choices=["tiny", "small", "reference"])
+    parser = bench_parser(__doc__, "folder for the drawn records of --preset (default: a temp folder)")
+    parser.set_defaults(preset="small")
     parser.add_argument("--only", default="febrl4,febrl4-id,febrl3,generated")
     parser.add_argument("--plain-max-pairs-per-record", type=float, default=50.0)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     args = parser.parse_args()
-    setup_logging("WARNING")
-    out = Path(args.data)
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = load_config(
-        ROOT / "conf" / "local.yaml",
-        overrides=[
-            f"generate.preset={args.preset}",
-            "spark.ui_enabled=false",
-            f"spark.checkpoint_dir={out / '_checkpoints'}",
-            'spark.conf={"spark.ui.showConsoleProgress": "false"}',
-            *args.set,
-        ],
-    )
-    from custseg.session import build_session
-
-    spark = build_session(cfg.spark)
-    spark.sparkContext.setLogLevel("ERROR")
+    cfg, spark, out, _ = bench_session(args, "stitch-external")
+    logging.getLogger("custseg").setLevel(logging.WARNING)
     for name in args.only.split(","):
         if name == "generated":
             records, truth = generated(spark, cfg, out)
@@ -177,13 +158,14 @@ def main() -> None:
         records = records.persist()
         n = records.count()
         ours(records, truth, cfg) if n <= 20_000 else None  # warm-up: the first call pays JIT and jar loading
-        o_wall, o_scores = ours(records, truth, cfg)
+        o_wall, o_scores, steps = ours(records, truth, cfg)
         s_wall, s_scores, how = splink_plain(records, truth, args.plain_max_pairs_per_record)
         print(  # noqa: T201 - benchmark output
             f"{name}: {n:,} records, {int(o_scores['true_pairs']):,} true pairs\n"
             f"  ours (defaults):  {o_wall:6.1f} s ({n / o_wall:,.0f} records/s)  {_fmt(o_scores)}\n"
             f"  Splink plain:     {s_wall:6.1f} s ({n / s_wall:,.0f} records/s)  {_fmt(s_scores)}\n"
-            f"  Splink plain blocking: {how}",
+            f"  Splink plain blocking: {how}\n"
+            f"  ours by step: {steps}",
             flush=True,
         )
         records.unpersist()
