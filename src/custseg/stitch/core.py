@@ -252,7 +252,7 @@ def stitch_identities(
         raise ValueError("stitch: no identity records to stitch")
     populated = _populated(counts, n_records, cfg)
     _log_standardisation(counts)
-    if not populated & {*cfg.deterministic_keys, *IDENTITY_FIELDS} - {"email_local"}:
+    if not populated:
         raise ValueError(
             "stitch: nothing to compare: the records hold no identity field "
             f"(expected some of {list(IDENTITY_FIELDS)}; columns given: {records.columns})"

@@ -411,7 +411,7 @@ def train_model(
             )
         except Exception as exc:  # noqa: BLE001 - Splink raises bare exceptions here
             # A rule whose sampled pairs are empty (or all alike) trains nothing; the others
-            # still can. The model is checked for untrained levels below.
+            # still can; Splink warns at scoring about levels left at their defaults.
             log.warning(
                 "stitch: EM on training rule %s trained nothing: %s", fields, str(exc).splitlines()[0]
             )
@@ -498,7 +498,7 @@ def probabilistic_links(
         prior,
         dialect,
         term_frequencies=cfg.term_frequencies,
-        comparisons=_comparisons(rules.comparisons, held),
+        comparisons=comparisons,
     )
     model = _copy_parameters(trained, settings)
     linker: Any
