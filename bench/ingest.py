@@ -28,7 +28,7 @@ from custseg.cli import setup_logging
 from custseg.config import Config, load_config
 from custseg.generate import generate_world, write_world
 from custseg.ingest.contract import CONTRACTS
-from custseg.ingest.job import check_sources, identity_key_set, ingest_table, raw_dir, record_files
+from custseg.ingest.job import check_sources, identity_key_set, ingest_table, raw_dir, record_files, run_as_of
 from custseg.ingest.sources import expected_source_columns
 from custseg.session import build_session
 from custseg.tables import TableStore
@@ -95,6 +95,7 @@ def main() -> None:
     # As ingest_all does: the run's files listed once, the identity keys persisted once.
     t0 = time.perf_counter()
     record_files(store, frames)
+    as_of = run_as_of(store, cfg.ingest)
     check_seconds += time.perf_counter() - t0
     results = []
     identity = None
@@ -102,7 +103,7 @@ def main() -> None:
         t0 = time.perf_counter()
         if CONTRACTS[table].event and identity is None:
             identity = identity_key_set(store)
-        report = ingest_table(store, CONTRACTS[table], table_frames, cfg.ingest, identity)
+        report = ingest_table(store, CONTRACTS[table], table_frames, cfg.ingest, identity, as_of)
         seconds = time.perf_counter() - t0
         results.append((table, report, seconds))
     ingest_total = check_seconds + sum(s for _, _, s in results)

@@ -16,7 +16,7 @@ def main(argv: Sequence[str] | None = None) -> str:
     setup_logging(args.log_level)
     cfg = config_from_args(args)
     stages = select_stages(args.stages, args.from_stage)
-    return run_pipeline(cfg, stages, run_id=args.run_id)
+    return run_pipeline(cfg, stages, run_id=args.run_id, force=args.force)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ def _mode(values: pd.Series) -> object:
 
 
 def _purchases(t: pd.DataFrame, d: date) -> pd.DataFrame:
-    orders = t[t["amount"] > 0]
+    orders = t[t["amount"] >= 0]  # every non-refund row is an order, free ones too
     rows = {}
     for cid, o in orders.groupby("customer_id"):
         pdays = sorted(set(o["day"]))
@@ -93,9 +93,9 @@ def reference_features(
     out["purchase_days"] = out["purchase_days"].fillna(0).astype(int)
     out["is_repeat_buyer"] = out["is_repeat_buyer"].astype("boolean").fillna(False).astype(bool)
     t = t.assign(
-        order=(t["amount"] > 0).astype(int),
-        gross=np.where(t["amount"] > 0, t["amount"] + t["discount"].fillna(0), 0.0),
-        disc=np.where(t["amount"] > 0, t["discount"].fillna(0), 0.0),
+        order=(t["amount"] >= 0).astype(int),
+        gross=np.where(t["amount"] >= 0, t["amount"] + t["discount"].fillna(0), 0.0),
+        disc=np.where(t["amount"] >= 0, t["discount"].fillna(0), 0.0),
         cogs=t["cost"].fillna(0),
     )
     for w in windows:

@@ -267,7 +267,7 @@ def test_stage_writes_clv_holdout_and_segment_check(spark: SparkSession, tmp_pat
     run = run_stage(cfg, "clv", run_id="clv-test")
 
     orders = (
-        transactions.where(F.col("amount") > 0)
+        transactions.where(F.col("amount") >= 0)  # free orders count as purchases
         .join(imap, ["source_system", "source_id"])
         .select("customer_id", F.to_date("ts").alias("day"), "amount")
         .toPandas()
@@ -278,7 +278,7 @@ def test_stage_writes_clv_holdout_and_segment_check(spark: SparkSession, tmp_pat
         orders, "customer_id", "day", monetary_value_col="amount", observation_period_end=end, freq="D"
     )
     bgf = BetaGeoFitter().fit(ref["frequency"], ref["recency"], ref["T"])
-    repeat = ref[ref["frequency"] > 0]
+    repeat = ref[(ref["frequency"] > 0) & (ref["monetary_value"] > 0)]  # free repeat orders only: no spend
     ggf = GammaGammaFitter().fit(repeat["frequency"], repeat["monetary_value"])
     for name, value in [*bgf.params_.items()]:
         assert run.metrics[f"bgnbd.{name}"] == pytest.approx(value, rel=1e-3), name
@@ -306,10 +306,39 @@ def test_stage_writes_clv_holdout_and_segment_check(spark: SparkSession, tmp_pat
         rtol=1e-9,
     )
 
-    # holdout metrics: both the model and the naive baseline are reported
-    for key in ("mae", "naive_mae", "corr", "naive_corr", "mean_actual", "mean_predicted"):
-        assert np.isfinite(run.metrics[f"holdout.{key}"]), key
-    assert run.metrics["holdout.customers"] < len(ref)
+    # holdout: lifetimes' calibration/holdout split of the same orders, its fit of the
+    # calibration period, and the model's and the naive baseline's errors from it
+    hold = calibration_and_holdout_data(
+        orders,
+        "customer_id",
+        "day",
+        calibration_period_end=end - pd.Timedelta(days=120),
+        observation_period_end=end,
+        freq="D",
+    )
+    hold_fit = BetaGeoFitter().fit(hold["frequency_cal"], hold["recency_cal"], hold["T_cal"])
+    for name, value in hold_fit.params_.items():
+        assert run.metrics[f"holdout.bgnbd.{name}"] == pytest.approx(value, rel=1e-3), name
+    hold_fit.params_ = pd.Series({k: run.metrics[f"holdout.bgnbd.{k}"] for k in ("r", "alpha", "a", "b")})
+    actual = hold["frequency_holdout"].to_numpy()
+    predicted = hold_fit.conditional_expected_number_of_purchases_up_to_time(
+        hold["duration_holdout"], hold["frequency_cal"], hold["recency_cal"], hold["T_cal"]
+    ).to_numpy()
+    naive = (
+        np.where(hold["T_cal"] > 0, hold["frequency_cal"] / hold["T_cal"].clip(lower=1e-12), 0.0)
+        * hold["duration_holdout"].to_numpy()
+    )
+    want = {
+        "mae": np.abs(predicted - actual).mean(),
+        "naive_mae": np.abs(naive - actual).mean(),
+        "corr": np.corrcoef(predicted, actual)[0, 1],
+        "naive_corr": np.corrcoef(naive, actual)[0, 1],
+        "mean_actual": actual.mean(),
+        "mean_predicted": predicted.mean(),
+    }
+    for key, value in want.items():
+        assert run.metrics[f"holdout.{key}"] == pytest.approx(value, rel=1e-6), key
+    assert run.metrics["holdout.customers"] == len(hold) < len(ref)
 
     seg = check.read("gold.clv_segment_check").toPandas().set_index("segment")
     truth = clv.join(segments.toPandas().set_index("customer_id"), how="inner").join(

@@ -25,7 +25,7 @@ from custseg.features import (
     event_totals,
     month_end_snapshots,
 )
-from custseg.features.core import SnapshotPlan
+from custseg.features.core import SnapshotPlan, mapped_orders
 from custseg.generate import generate_world
 from custseg.pipeline import run_stage
 from custseg.tables import TableStore
@@ -163,6 +163,27 @@ def test_hand_computed_values(hand_features: DataFrame) -> None:
     assert b["support_resolution_rate"] is None and b["touch_cost_30d"] == 2.0
     assert b["last_active_date"] is None and b["active_span_days"] is None  # touches are not activity
     assert (b["plan"], b["region"], b["acquisition_cost"]) == (None, "south", 50.0)
+
+
+def test_a_free_order_is_an_order(spark: SparkSession, hand: Hand) -> None:
+    """A fully discounted purchase (amount 0) is an order: it counts in orders and sets
+    recency, in features and in the orders CLV fits; revenue stays what was paid. It
+    was left out as 'not a positive amount' before."""
+    tx = spark.createDataFrame(
+        [
+            ("f1", "web", "f1", ts("2026-03-01 10:00:00"), 30.0, 0.0, 10.0, "books", "web"),
+            ("f2", "web", "f1", ts("2026-05-30 10:00:00"), 0.0, 25.0, 9.0, "games", "app"),  # free
+            ("f3", "web", "f1", ts("2026-05-30 11:00:00"), -30.0, 0.0, 0.0, "books", "web"),  # refund
+        ],
+        TX,
+    )
+    imap = spark.createDataFrame([("web", "f1", "F")], IMAP)
+    row = build_customer_features(tx, imap, as_of=D).collect()[0]
+    assert (row["orders_lifetime"], row["orders_30d"], row["recency_days"]) == (2, 1, 2)
+    assert row["monetary_1095d"] == 0.0  # 30 paid, 0 for the free order, 30 refunded
+    assert (row["gross_sales_30d"], row["discount_share_30d"]) == (25.0, 1.0)
+    orders = mapped_orders(tx, imap).orderBy("day").collect()
+    assert [(str(r["day"]), r["amount"]) for r in orders] == [("2026-03-01", 30.0), ("2026-05-30", 0.0)]
 
 
 def _approx_equal(spark: SparkSession, ours: DataFrame, ref: pd.DataFrame) -> None:

@@ -7,6 +7,7 @@ import json
 import logging
 import shutil
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +19,14 @@ from pyspark.sql import functions as F
 
 from custseg.config import Config, ConfigError, SourceConfig, load_config
 from custseg.ingest.contract import TABLE_ORDER
-from custseg.ingest.job import TableReport, ingest_all
+from custseg.ingest.job import (
+    RejectRateError,
+    TableReport,
+    check_reject_rates,
+    check_sources,
+    ingest_all,
+    run_as_of,
+)
 from custseg.ingest.sources import SchemaDriftError
 from custseg.pipeline import run_stage
 from custseg.tables import TableStore
@@ -226,7 +234,7 @@ def test_each_drift_case_stops_before_any_write(
     frame.to_parquet(attributes / "part-00000.parquet")
     with pytest.raises(
         SchemaDriftError,
-        match=r"customer_attributes: column 'source_id' \(contract "
+        match=r"customer_attributes/part-00000\.parquet: column 'source_id' \(contract "
         r"customer_attributes.source_id, string, required\) is missing",
     ):
         ingest_all(spark, TableStore(spark, store.warehouse, run_id="drift"), cfg)
@@ -273,6 +281,28 @@ def test_each_drift_case_stops_before_any_write(
     with pytest.raises(SchemaDriftError, match=r"nowhere/identity_records/web: source path does not exist"):
         ingest_all(spark, TableStore(spark, store.warehouse, run_id="drift"), cfg_missing)
 
+    # 7. A later Parquet file of a folder without a column the first file has: Spark reads
+    # one footer for the folder and would load that file's rows with nulls.
+    cfg_tx = transactions_only(tmp_path, raw, "parquet", *base[:1])
+    tx = raw / "transactions"
+    frame = parquet(tiny.root / "raw" / "transactions")
+    shutil.rmtree(tx)
+    tx.mkdir()
+    half = len(frame) // 2
+    frame.iloc[:half].to_parquet(tx / "part-00000.parquet", index=False)
+    frame.iloc[half:].drop(columns=["discount"]).to_parquet(tx / "part-00001.parquet", index=False)
+    with pytest.raises(
+        SchemaDriftError, match=r"transactions/part-00001\.parquet: column 'discount' .* is missing"
+    ):
+        ingest_all(spark, TableStore(spark, store.warehouse, run_id="drift"), cfg_tx)
+    # 8. A corrupt file (not Parquet at all) among good ones.
+    frame.iloc[half:].to_parquet(tx / "part-00001.parquet", index=False)
+    (tx / "part-00002.parquet").write_bytes(b"PAR1 this is not a parquet file")
+    with pytest.raises(
+        SchemaDriftError, match=r"transactions/part-00002\.parquet: not a readable Parquet file"
+    ):
+        ingest_all(spark, TableStore(spark, store.warehouse, run_id="drift"), cfg_tx)
+
     after = {t: store.latest_version(f"bronze.{t}") for t in TABLES}
     after["quarantine"] = store.latest_version("bronze.quarantine")
     assert after == versions
@@ -290,12 +320,10 @@ def test_rerun_with_the_same_run_id_changes_nothing(
     for name, frame in before.items():
         after = delta(ingested.store, f"bronze.{name}")
         assert len(after) == len(frame), name
-        key = [c for c in frame.columns if not c.startswith("_") and frame[c].dtype != object][:0] or list(
-            frame.columns
-        )
+        every = list(frame.columns)  # sorted on every column: no tie leaves the order to chance
         pd.testing.assert_frame_equal(
-            after.sort_values(key[:3]).reset_index(drop=True).astype(str),
-            frame.sort_values(key[:3]).reset_index(drop=True).astype(str),
+            after.astype(str).sort_values(every).reset_index(drop=True),
+            frame.astype(str).sort_values(every).reset_index(drop=True),
         )
 
 
@@ -409,7 +437,12 @@ def test_pii_canary_never_reaches_logs_or_mlflow(
     ]  # duplicate id
     (app / "part-00000.json").write_text("\n".join(lines) + "\n")
     sources = json.dumps(
-        {"identity_records": [{"name": "app", "format": "json", "path": "identity_records/app"}]}
+        # two of its three lines are bad on purpose: no reject-rate limit for this source
+        {
+            "identity_records": [
+                {"name": "app", "format": "json", "path": "identity_records/app", "max_reject_rate": 1}
+            ]
+        }
     )
     cfg = config_for(tiny, tmp_path, f"ingest.raw_dir={tmp_path / 'raw'}", f"ingest.sources={sources}")
     with caplog.at_level(logging.DEBUG):
@@ -427,6 +460,107 @@ def test_pii_canary_never_reaches_logs_or_mlflow(
     # It does live in bronze, where PII belongs.
     store = TableStore(spark, cfg.storage.warehouse, run_id="canary")
     assert canary in set(delta(store, "bronze.identity_records")["email"])
+
+
+def test_a_source_rejected_above_its_limit_stops_before_its_table_is_written(
+    spark: SparkSession, tiny: Tiny, ingested: Ingested, tmp_path: Path
+) -> None:
+    """The dirty tiny world quarantines a few rows per source; a limit below that stops
+    the stage with the figures, before the table is written. The staging folder a killed
+    run left behind is removed when the stage starts."""
+    cfg = config_for(tiny, tmp_path, "ingest.max_reject_rate=0.0001")
+    store = TableStore(spark, cfg.storage.warehouse, run_id="strict")
+    stale = Path(cfg.storage.warehouse) / "_staging" / "ingest" / "killed-run" / "transactions"
+    stale.mkdir(parents=True)
+    (stale / "part-0.parquet").write_bytes(b"left by a killed run")
+    first = ingested.reports["identity_records"]
+    source = cfg.ingest.sources["identity_records"][0].name  # the first source checked
+    rejected = sum(n for (s, r), n in first.by_reason.items() if s == source and r != "accepted")
+    read = first.read[source]
+    assert 0 < rejected
+    with pytest.raises(
+        RejectRateError,
+        match=rf"identity_records\[{source}\]: {rejected} of {read} rows \({rejected / read:.1%}\) would be "
+        r"quarantined, above the limit of 0\.0%",
+    ):
+        ingest_all(spark, store, cfg)
+    assert not store.exists("bronze.identity_records") and not store.exists("bronze.quarantine")
+    assert not stale.parent.exists()
+    # A source's own limit wins over the stage's.
+    sources = cfg.ingest.sources
+    lax = {t: [src.model_copy(update={"max_reject_rate": 1.0}) for src in v] for t, v in sources.items()}
+    cfg_lax = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update={"sources": lax})})
+    check_reject_rates(first, [f for f in check_sources(spark, cfg_lax)["identity_records"]], cfg_lax.ingest)
+
+
+def test_as_of_is_fixed_once_per_run(spark: SparkSession, tmp_path: Path) -> None:
+    """Without ingest.as_of, a run's as-of date is the day it first ingested, kept in
+    meta.run_settings: a rerun of the run id on a later day uses the same date (and so
+    accepts and quarantines the same rows). It used to be each attempt's own today."""
+    cfg = load_config(TEST_CONF, overrides=[*temp_overrides(tmp_path), "ingest.as_of=null"])
+    store = TableStore(spark, cfg.storage.warehouse, run_id="late-rerun")
+    store.run_setting("ingest.as_of", "2026-06-01")  # what its first attempt, in June, fixed
+    assert run_as_of(store, cfg.ingest) == date(2026, 6, 1)
+    other = TableStore(spark, cfg.storage.warehouse, run_id="new-run")
+    assert run_as_of(other, cfg.ingest) == datetime.now(UTC).date()
+    assert run_as_of(store, cfg.ingest) == date(2026, 6, 1)
+    pinned = cfg.ingest.model_copy(update={"as_of": date(2026, 1, 2)})
+    assert run_as_of(store, pinned) == date(2026, 1, 2)  # a configured date always wins
+
+
+def test_a_jdbc_source_is_ingested_like_the_same_rows_in_files(
+    spark: SparkSession, tiny: Tiny, ingested: Ingested, tmp_path: Path
+) -> None:
+    """A JDBC source (Derby, embedded, from pyspark's own jars): the same transactions as
+    the Parquet files give the same accepted rows and quarantine reasons; its lineage is
+    the JDBC table."""
+    url = f"jdbc:derby:{tmp_path / 'db'};create=true"
+    driver = {"driver": "org.apache.derby.iapi.jdbc.AutoloadedDriver"}
+    spark.read.parquet(str(tiny.root / "raw" / "transactions")).write.options(**driver).jdbc(url, "TX")
+    sources = json.dumps(
+        {
+            "transactions": [
+                {
+                    "name": "transactions",
+                    "format": "jdbc",
+                    "jdbc_url": url,
+                    "jdbc_table": "TX",
+                    "options": driver,
+                }
+            ]
+        }
+    )
+    cfg = transactions_only(tmp_path, tmp_path, "parquet", f"ingest.sources={sources}")
+    store = TableStore(spark, cfg.storage.warehouse, run_id="from-jdbc")
+    (report,) = ingest_all(spark, store, cfg)
+    from_files = ingested.reports["transactions"]
+    assert report.read == from_files.read and report.by_reason == from_files.by_reason
+    columns = ["transaction_id", "source_system", "source_id", "ts", "amount", "cost"]
+    got = delta(store, "bronze.transactions")[columns].sort_values("transaction_id").reset_index(drop=True)
+    first_run = delta(ingested.store, "bronze.ingest_files").query("run_id == 'ing-1'")["ingest_file"]
+    loaded = delta(ingested.store, "bronze.transactions")
+    want = loaded[loaded["_ingest_file"].isin(first_run)][columns]
+    pd.testing.assert_frame_equal(got, want.sort_values("transaction_id").reset_index(drop=True))
+    assert list(delta(store, "bronze.ingest_files")["source_file"]) == ["jdbc table TX"]
+
+
+def test_a_row_count_that_does_not_reconcile_stops_the_stage(
+    spark: SparkSession, tiny: Tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows read must equal rows inserted + already loaded + quarantined. A commit that
+    inserts fewer rows than the stage sent (here: Delta's operation metrics report one
+    row fewer, as a lost write would) stops the stage with the figures."""
+    import custseg.ingest.job as job
+
+    real = job._last_commit_rows
+    monkeypatch.setattr(
+        job,
+        "_last_commit_rows",
+        lambda tables, name, before: real(tables, name, before) - (name != job.QUARANTINE),
+    )
+    cfg = transactions_only(tmp_path, tiny.root / "raw", "parquet")
+    with pytest.raises(job.ReconciliationError, match=r"bronze.transactions: rows read \d+ != inserted \d+"):
+        ingest_all(spark, TableStore(spark, cfg.storage.warehouse, run_id="lost"), cfg)
 
 
 def test_source_config_needs_a_location() -> None:

@@ -44,7 +44,8 @@ def test_pipeline_runs_generate_under_one_run_id(spark: SparkSession, cfg: Confi
     assert set(by_stage) == {"pipeline", "generate"}
     metrics = by_stage["generate"].data.metrics
     assert metrics["rows.truth.people"] == 120
-    assert metrics["rows.transactions"] > 0
+    written = pd.read_parquet(Path(small.generate.output_dir) / "raw" / "transactions")
+    assert metrics["rows.transactions"] == len(written) > 0
 
 
 def test_spark_submit_runs_the_pipeline_in_local_mode(submitted: Submitted) -> None:

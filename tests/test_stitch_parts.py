@@ -4,6 +4,7 @@ ids and the truth scores."""
 
 from __future__ import annotations
 
+import hashlib
 import random
 from datetime import date, datetime
 
@@ -394,16 +395,42 @@ def test_ids_are_kept_merged_and_split(spark: SparkSession) -> None:
     fresh = assign_ids(clusters, "C").ids
     content = dict(fresh.select("rid", "customer_id").collect())
     assert ids["web:f"] == content["web:f"] and ids["web:g"] == content["web:g"]
-    assert (
-        content["web:a"] == content["web:b"]
-        and content["web:a"].startswith("C")
-        and len(content["web:a"]) == 17
-    )
+    # the content id: the prefix and the first 16 hex digits of SHA-256 of the smallest record
+    assert content["web:a"] == content["web:b"] == "C" + hashlib.sha256(b"web:a").hexdigest()[:16]
+    assert content["web:g"] == "C" + hashlib.sha256(b"web:g").hexdigest()[:16]
     changes = {
         (r["old_customer_id"], r["new_customer_id"], r["n_records"], r["change"])
         for r in result.changes.collect()
     }
     assert changes == {("C_OLD2", "C_OLD1", 1, "merged"), ("C_OLD3", ids["web:f"], 1, "split")}
+
+
+def test_a_split_never_reissues_an_old_id(spark: SparkSession) -> None:
+    """The split that used to collide: {a, b, c} was one customer whose id is the content
+    id of its smallest record a; now {b, c} keeps the id and {a} is alone, so a's content
+    id is the old id again. {a} must get another id, and the split must be logged. An id
+    retired by an earlier merge (x's content id) is not given again either."""
+    digest = lambda rid: "C" + hashlib.sha256(rid.encode()).hexdigest()[:16]  # noqa: E731
+    old = digest("web:a")
+    prev = spark.createDataFrame(
+        [("web", "a", old), ("web", "b", old), ("web", "c", old)],
+        "source_system string, source_id string, customer_id string",
+    )
+    clusters = spark.createDataFrame(
+        [("web:a", "web:a"), ("web:b", "web:b"), ("web:c", "web:b"), ("web:x", "web:x")],
+        "rid string, component string",
+    )
+    retired = spark.createDataFrame([(digest("web:x"),)], "customer_id string")
+    result = assign_ids(clusters, "C", prev, retired)
+    ids = dict(result.ids.select("rid", "customer_id").collect())
+    assert ids["web:b"] == ids["web:c"] == old
+    assert ids["web:a"] != old and ids["web:a"] == digest("web:a#")
+    assert ids["web:x"] not in (digest("web:x"), old) and ids["web:x"] == digest("web:x#")
+    assert len({ids["web:a"], ids["web:b"], ids["web:x"]}) == 3  # one id per cluster
+    changes = [
+        tuple(r) for r in result.changes.select("old_customer_id", "new_customer_id", "change").collect()
+    ]
+    assert changes == [(old, ids["web:a"], "split")]
 
 
 def test_scores_match_a_pandas_count(spark: SparkSession) -> None:

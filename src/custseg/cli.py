@@ -22,6 +22,11 @@ def base_parser(description: str) -> argparse.ArgumentParser:
         help="override a config key, e.g. --set spark.master=local[2] (repeatable)",
     )
     parser.add_argument("--run-id", default=None, help="reuse a run id (a rerun replaces its output)")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="run stages this run id already finished again (default: a rerun skips them)",
+    )
     parser.add_argument("--log-level", default="INFO")
     return parser
 
@@ -52,5 +57,5 @@ def run_stage_main(stage: str, argv: Sequence[str] | None = None) -> str:
     setup_logging(args.log_level)
     cfg = config_from_args(args)
     run_id = args.run_id or new_run_id()
-    run_stage(cfg, stage, run_id)
+    run_stage(cfg, stage, run_id, force=args.force)
     return run_id

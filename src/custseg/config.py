@@ -74,6 +74,18 @@ class RunConfig(_Section):
 
     seed: int = Field(42, description="Seed for every random step.")
     currency: str = "GBP"
+    lease_seconds: int = Field(
+        600,
+        ge=10,
+        description="How long a run's hold on the warehouse (meta.leases) lasts without renewal; "
+        "a running pipeline renews it every third of this, so a killed run's hold expires.",
+    )
+    lease_wait_seconds: int = Field(
+        0,
+        ge=0,
+        description="How long a run waits for another run's hold on the warehouse to end before "
+        "stopping with a message naming the holder (0: stop at once).",
+    )
 
 
 class BadInputConfig(_Section):
@@ -165,6 +177,13 @@ class SourceConfig(_Section):
     jdbc_table: str | None = None
     jdbc_user_env: str | None = Field(None, description="Environment variable with the user.")
     jdbc_password_env: str | None = Field(None, description="Environment variable with the password.")
+    max_reject_rate: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Largest share of this source's rows ingest may quarantine before it stops "
+        "the stage (default: ingest.max_reject_rate).",
+    )
 
     @model_validator(mode="after")
     def _check_location(self) -> SourceConfig:
@@ -240,6 +259,14 @@ class IngestConfig(_Section):
         None, description="Latest plausible event date (inclusive); null = today (UTC)."
     )
     amount_max: float = Field(1_000_000.0, gt=0, description="Largest plausible |amount|.")
+    max_reject_rate: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="Largest share of a source's rows (quarantined / read) ingest accepts; above "
+        "it the stage stops with the figures before the table is written (a wrong date "
+        "format or a shifted column rejects most rows). A source's own max_reject_rate wins.",
+    )
     refund_id_pattern: str = Field(
         "^R", description="Regex on transaction_id marking refunds (the only negative amounts)."
     )

@@ -3,19 +3,28 @@
 A stage is a function ``run(ctx: StageContext) -> None`` that reads its inputs through
 ``ctx.tables``, calls the stage's pure transforms and writes its outputs. Only stages that
 are built are registered; there are no placeholders.
+
+A stage's outputs appear together: when the function returns, the runner commits one row
+to ``meta.stage_runs`` (the versions it read and wrote) and only then runs the stage's
+``after_publish`` steps (moving the model registry alias). Readers see the versions the
+last finished stage run published. A stage this run id already finished is not run again
+(``force`` runs it anyway). The run holds the warehouse (``custseg.lease``) throughout.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from pyspark.sql import SparkSession
 
 from custseg.config import Config
+from custseg.lease import holding
 from custseg.session import build_session
-from custseg.tables import TableStore
+from custseg.tables import TableStore, check_run_id
 from custseg.tracking import StageRun, new_run_id, pipeline_parent, pipeline_run
 
 log = logging.getLogger(__name__)
@@ -29,6 +38,9 @@ class StageContext:
     spark: SparkSession
     tables: TableStore
     run: StageRun
+    # steps run once the stage's tables are published (e.g. moving a registry alias), so
+    # a stage killed before its last commit changes nothing readers see
+    after_publish: list[Callable[[], None]] = field(default_factory=list)
 
 
 StageFn = Callable[[StageContext], None]
@@ -75,28 +87,50 @@ def select_stages(stages: Sequence[str] | None = None, from_stage: str | None = 
     return chosen
 
 
-def run_stage(cfg: Config, stage: str, run_id: str) -> StageRun:
-    """Run one stage under ``run_id`` and return its tracking handle."""
+def _hold(cfg: Config, run_id: str) -> AbstractContextManager[None]:
+    tables = TableStore(build_session(cfg.spark), cfg.storage.warehouse, run_id=run_id)
+    return holding(tables, cfg.run.lease_seconds, cfg.run.lease_wait_seconds)
+
+
+def run_stage(cfg: Config, stage: str, run_id: str, force: bool = False) -> StageRun | None:
+    """Run one stage under ``run_id`` and return its tracking handle; None when this run
+    id already finished the stage (and ``force`` is off): a rerun changes nothing."""
     fn = _registry().get(stage)
     if fn is None:
         raise ValueError(f"unknown stage {stage!r}; registered stages: {stage_names()}")
-    with pipeline_run(cfg, stage=stage, run_id=run_id) as run:
+    check_run_id(run_id)
+    with _hold(cfg, run_id):
         spark = build_session(cfg.spark)
-        tables = TableStore(spark, cfg.storage.warehouse, run_id=run.id)
-        fn(StageContext(cfg=cfg, spark=spark, tables=tables, run=run))
+        if not force and TableStore(spark, cfg.storage.warehouse, run_id=run_id).finished(stage):
+            log.info(
+                "stage %s of run %s already finished; nothing to do (--force runs it again)", stage, run_id
+            )
+            return None
+        started = datetime.now(UTC).replace(tzinfo=None)
+        with pipeline_run(cfg, stage=stage, run_id=run_id) as run:
+            tables = TableStore(spark, cfg.storage.warehouse, run_id=run.id)
+            ctx = StageContext(cfg=cfg, spark=spark, tables=tables, run=run)
+            fn(ctx)
+            tables.publish(stage, started_at=started, mlflow_run_id=run.mlflow_run_id)
+            for step in ctx.after_publish:
+                step()
     return run
 
 
-def run_pipeline(cfg: Config, stages: Sequence[str] | None = None, run_id: str | None = None) -> str:
-    """Run the given stages (default: all) in order under one run id; returns the id."""
-    run_id = run_id or new_run_id()
+def run_pipeline(
+    cfg: Config, stages: Sequence[str] | None = None, run_id: str | None = None, force: bool = False
+) -> str:
+    """Run the given stages (default: all) in order under one run id; returns the id.
+    Stages this run id already finished are skipped unless ``force``."""
+    run_id = check_run_id(run_id or new_run_id())
     chosen = select_stages(stages)
     log.info("pipeline run %s: stages %s", run_id, chosen)
-    if cfg.tracking.enabled:
-        with pipeline_parent(cfg, run_id):
+    with _hold(cfg, run_id):
+        if cfg.tracking.enabled:
+            with pipeline_parent(cfg, run_id):
+                for stage in chosen:
+                    run_stage(cfg, stage, run_id, force=force)
+        else:
             for stage in chosen:
-                run_stage(cfg, stage, run_id)
-    else:
-        for stage in chosen:
-            run_stage(cfg, stage, run_id)
+                run_stage(cfg, stage, run_id, force=force)
     return run_id

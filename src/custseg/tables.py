@@ -4,6 +4,13 @@ Tables are named ``layer.table`` (layer one of bronze, silver, gold) and live at
 ``<warehouse>/<layer>/<table>`` as path-based Delta tables, so the same warehouse works in
 local mode and on a cluster with a shared file system, and any Delta reader can open them.
 Every write is one Delta commit whose ``userMetadata`` is the custseg run id.
+
+What a stage reads is pinned: the first read of a table resolves its version once (the
+version the last finished stage run published in ``meta.stage_runs``, else the newest),
+and every later read in the stage sees that version, even after the stage overwrote the
+table; a table the stage wrote itself is read at the version it wrote. A stage's writes
+are published together by one commit to ``meta.stage_runs`` when the stage finishes
+(``publish``), so a stage killed between two commits leaves what readers see unchanged.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Literal
 
 from delta.tables import DeltaTable
@@ -22,9 +30,16 @@ from pyspark.sql import functions as F
 log = logging.getLogger(__name__)
 
 LAYERS = ("bronze", "silver", "gold")
+META = "meta"  # custseg's own bookkeeping tables (stage runs, leases), not data
 RUN_ID_COL = "_run_id"
-_NAME = re.compile(r"^(bronze|silver|gold)\.([a-z][a-z0-9_]*)$")
+STAGE_RUNS = "meta.stage_runs"
+RUN_SETTINGS = "meta.run_settings"
+_NAME = re.compile(r"^(bronze|silver|gold|meta)\.([a-z][a-z0-9_]*)$")
 RUN_ID = re.compile(r"^(?!\.+$)[A-Za-z0-9_.:-]+$")  # a run id; not "." or ".." (a path)
+STAGE_RUNS_SCHEMA = (
+    "stage string, run_id string, status string, started_at timestamp, finished_at timestamp, "
+    "reads map<string,bigint>, writes map<string,bigint>, mlflow_run_id string"
+)
 _COMMIT_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
 
 
@@ -45,7 +60,7 @@ def parse_table_name(name: str) -> tuple[str, str]:
     match = _NAME.match(name)
     if not match:
         raise ValueError(
-            f"table name {name!r}: expected 'layer.table' with layer in {LAYERS} and a "
+            f"table name {name!r}: expected 'layer.table' with layer in {(*LAYERS, META)} and a "
             "lower-case snake_case table"
         )
     return match.group(1), match.group(2)
@@ -68,6 +83,9 @@ class TableStore:
         self.spark = spark
         self.warehouse = warehouse
         self.run_id = run_id
+        self.pinned: dict[str, int] = {}  # table -> version every read of it sees
+        self.written: dict[str, int] = {}  # table -> version this store wrote last
+        self._published: dict[str, int] | None = None
 
     def path(self, name: str) -> str:
         """The storage path of a table."""
@@ -85,12 +103,92 @@ class TableStore:
         return path
 
     def read(self, name: str, version: int | None = None) -> DataFrame:
-        """The table, at ``version`` when given (Delta time travel)."""
+        """The table at ``version`` when given (Delta time travel), else at the version
+        this store wrote, else at its pinned version (resolved at the first read: the
+        last published version, else the newest)."""
         path = self._require(name)
+        if version is None:
+            version = self.written.get(name)
+        if version is None:
+            version = self.pinned.get(name)
+        if version is None and not name.startswith(f"{META}."):
+            version = self.published().get(name)
+            if version is None:
+                version = self.latest_version(name)
+            self.pinned[name] = version
+            log.info("reading %s at version %d", name, version)
         reader = self.spark.read.format("delta")
         if version is not None:
             reader = reader.option("versionAsOf", version)
         return reader.load(path)
+
+    def published(self) -> dict[str, int]:
+        """Table -> the version the newest finished stage run wrote (``meta.stage_runs``),
+        read once per store: one small collect, a row per stage run."""
+        if self._published is None:
+            self._published = {}
+            if self.exists(STAGE_RUNS):
+                rows = (
+                    self.read(STAGE_RUNS)
+                    .where(F.col("status") == "FINISHED")
+                    .orderBy("finished_at")
+                    .select("writes")
+                    .collect()
+                )
+                for row in rows:
+                    self._published.update({k: int(v) for k, v in (row["writes"] or {}).items()})
+        return self._published
+
+    def publish(
+        self, stage: str, started_at: datetime | None = None, mlflow_run_id: str | None = None
+    ) -> None:
+        """Commit this stage run to ``meta.stage_runs`` (one MERGE on stage and run id):
+        status FINISHED, the versions it read and wrote. Readers see the writes from now on."""
+        now = datetime.now(UTC).replace(tzinfo=None)
+        row = {
+            "stage": stage,
+            "run_id": self.run_id,
+            "status": "FINISHED",
+            "started_at": started_at or now,
+            "finished_at": now,
+            "reads": {k: v for k, v in self.pinned.items() if k not in self.written},
+            "writes": dict(self.written),
+            "mlflow_run_id": mlflow_run_id,
+        }
+        df = self.spark.createDataFrame([row], STAGE_RUNS_SCHEMA)
+        self.merge(df, STAGE_RUNS, keys=["stage", "run_id"])
+        log.info("published stage %s of run %s: %s", stage, self.run_id, sorted(self.written))
+
+    def run_setting(self, key: str, value: str) -> str:
+        """The value this run id fixed for ``key`` (``meta.run_settings``), fixing ``value``
+        the first time it is asked: a rerun of the run on a later day gets the first value
+        (an insert-only MERGE, then a one-row read)."""
+        row = self.spark.createDataFrame(
+            [(self.run_id, key, value)], "run_id string, key string, value string"
+        )
+        self.merge(row, RUN_SETTINGS, keys=["run_id", "key"], when_matched="ignore")
+        got = (
+            self.read(RUN_SETTINGS)
+            .where((F.col("run_id") == self.run_id) & (F.col("key") == key))
+            .select("value")
+            .first()
+        )
+        assert got is not None
+        return str(got["value"])
+
+    def finished(self, stage: str) -> bool:
+        """Whether this run id has a finished run of ``stage`` in ``meta.stage_runs``."""
+        if not self.exists(STAGE_RUNS):
+            return False
+        found = (
+            self.read(STAGE_RUNS)
+            .where(
+                (F.col("stage") == stage) & (F.col("run_id") == self.run_id) & (F.col("status") == "FINISHED")
+            )
+            .limit(1)
+            .count()
+        )
+        return found > 0
 
     def write(
         self,
@@ -128,7 +226,13 @@ class TableStore:
         if partition_by:
             writer = writer.partitionBy(*partition_by)
         writer.save(path)
-        log.info("wrote %s (%s) at version %d", name, mode, self.latest_version(name))
+        self._wrote(name, mode)
+
+    def _wrote(self, name: str, how: str) -> None:
+        version = self.latest_version(name)
+        if not name.startswith(f"{META}."):
+            self.written[name] = version
+        log.info("wrote %s (%s) at version %d", name, how, version)
 
     def merge(
         self,
@@ -164,7 +268,7 @@ class TableStore:
             builder = builder.whenMatchedUpdateAll()
         with self._commit_metadata():
             builder.whenNotMatchedInsertAll().execute()
-        log.info("merged into %s at version %d", name, self.latest_version(name))
+        self._wrote(name, "merge")
 
     @contextmanager
     def _commit_metadata(self) -> Iterator[None]:
@@ -185,6 +289,6 @@ class TableStore:
 
     def latest_version(self, name: str) -> int:
         """The newest Delta version of the table (a one-row collect)."""
-        row = self.history(name).select(F.max("version").alias("v")).first()
+        row = DeltaTable.forPath(self.spark, self._require(name)).history(1).select("version").first()
         assert row is not None
-        return int(row["v"])
+        return int(row["version"])

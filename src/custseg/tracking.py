@@ -151,6 +151,7 @@ def pipeline_run(cfg: Config, stage: str, run_id: str | None = None) -> Iterator
         started = time.perf_counter()
         parent = mlflow.active_run()
         assert parent is not None
+        _mark_killed(parent.info.experiment_id, run_id, stage)
         with mlflow.start_run(
             experiment_id=parent.info.experiment_id,
             run_name=stage,
@@ -163,6 +164,27 @@ def pipeline_run(cfg: Config, stage: str, run_id: str | None = None) -> Iterator
             elapsed = time.perf_counter() - started
             mlflow.log_metric("stage_seconds", elapsed)
             log.info("stage %s finished in %.1f s", stage, elapsed)
+
+
+def _mark_killed(experiment_id: str, run_id: str, stage: str) -> None:
+    """Earlier attempts of this stage of this run still RUNNING were killed (this process
+    holds the warehouse, so no other runs them): mark them KILLED."""
+    client = MlflowClient()
+    stale = client.search_runs(
+        [experiment_id],
+        filter_string=(
+            f"tags.`{RUN_TAG}` = '{run_id}' and tags.`{STAGE_TAG}` = '{stage}' "
+            "and attributes.status = 'RUNNING'"
+        ),
+    )
+    for attempt in stale:
+        client.set_terminated(attempt.info.run_id, status="KILLED")
+        log.warning(
+            "stage %s of run %s: an earlier attempt (MLflow %s) was killed",
+            stage,
+            run_id,
+            attempt.info.run_id,
+        )
 
 
 @contextmanager
@@ -206,21 +228,35 @@ def candidate_run(parent: StageRun, name: str, params: Mapping[str, Any]) -> Ite
 
 
 def log_and_register_spark_model(
-    run: StageRun, model: Any, *, name: str, alias: str, requirements: list[str]
+    run: StageRun, model: Any, *, name: str, requirements: list[str]
 ) -> str | None:
-    """Log a fitted pyspark.ml PipelineModel to the run, register it as ``name`` and point
-    ``alias`` at the new version; returns the version (None with tracking off)."""
+    """Log a fitted pyspark.ml PipelineModel to the run and register it as ``name``;
+    returns the version (None with tracking off). A version this custseg run id registered
+    before (an attempt killed before it finished) is reused, not registered again. The
+    alias is moved by ``set_model_alias`` once the stage's tables are published."""
     if not run.mlflow_run_id:
         return None
     import mlflow.spark
 
+    client = MlflowClient()
+    earlier = [v for v in client.search_model_versions(f"name = '{name}'") if v.tags.get(RUN_TAG) == run.id]
+    if earlier:
+        version = str(max(int(v.version) for v in earlier))
+        log.info("reusing %s version %s registered by an earlier attempt of run %s", name, version, run.id)
+        return version
     info = mlflow.spark.log_model(
         model, artifact_path="model", registered_model_name=name, pip_requirements=requirements
     )
     version = str(info.registered_model_version)
-    MlflowClient().set_registered_model_alias(name, alias, version)
-    log.info("registered %s version %s with alias %s", name, version, alias)
+    client.set_model_version_tag(name, version, RUN_TAG, run.id)
+    log.info("registered %s version %s", name, version)
     return version
+
+
+def set_model_alias(name: str, alias: str, version: str) -> None:
+    """Point ``alias`` of the registered model ``name`` at ``version``."""
+    MlflowClient().set_registered_model_alias(name, alias, version)
+    log.info("%s@%s -> version %s", name, alias, version)
 
 
 def load_registered_spark_model(cfg: Config, name: str, alias: str) -> tuple[Any, str]:

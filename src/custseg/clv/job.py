@@ -1,6 +1,7 @@
 """Stage ``clv``: bronze.transactions + silver.identity_map -> gold.customer_clv.
 
-1. Orders (positive amounts) attributed to customers, as in the features stage.
+1. Orders (every non-refund row, free ones included) attributed to customers, as in the
+   features stage.
 2. Out-of-sample check: fit on the orders up to ``observation_end - holdout_days``, predict
    the holdout's purchases, compare per customer and per calibration-frequency bucket
    beside the naive baseline (MLflow metrics, table and plot).
@@ -43,7 +44,11 @@ log = logging.getLogger(__name__)
 def fit_models(summary: DataFrame, cfg: ClvConfig) -> tuple[BGNBDFit, GammaGammaFit]:
     """BG/NBD and Gamma-Gamma on one summary, with the stage's penalizer and tuple limit."""
     bgnbd = fit_bgnbd(summary, penalizer=cfg.penalizer, max_tuples=cfg.max_tuples)
-    return bgnbd, fit_gamma_gamma(summary, penalizer=cfg.penalizer)
+    # Spend is fitted on repeat buyers whose repeat purchases cost something: free orders
+    # count as purchases (frequency, recency) but a mean spend of 0 has no Gamma-Gamma
+    # likelihood (lifetimes' docs fit the same subset).
+    spenders = summary.where((F.col("frequency") == 0) | (F.col("monetary_value") > 0))
+    return bgnbd, fit_gamma_gamma(spenders, penalizer=cfg.penalizer)
 
 
 def fit_metrics(prefix: str, bgnbd: BGNBDFit, gamma_gamma: GammaGammaFit) -> dict[str, float]:

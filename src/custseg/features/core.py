@@ -165,17 +165,24 @@ def _dbl(name: str) -> Column:
     return F.coalesce(F.col(name).cast("double"), F.lit(0.0))
 
 
+def is_order(amount: str = "amount") -> Column:
+    """Whether a transaction row is an order: every row that is not a refund (a refund is
+    a negative amount), free and fully discounted purchases (amount 0) included. Revenue
+    stays the amount paid. Features, CLV and the KPIs count orders by this one rule."""
+    return F.col(amount) >= 0
+
+
 def _narrow(name: str, df: DataFrame) -> DataFrame:
     """One event table as (source_system, source_id, day, ``n_<table>``, its day measures)."""
     _require(df, TABLE_REQUIRED[name], name)
     day = F.col("date") if name == "product_usage" else F.to_date("ts")
     if name == "transactions":
-        is_order = F.col("amount") > 0  # a refund is a row with a negative amount, not an order
+        order = is_order()
         measures = {
-            "orders": is_order.cast("long"),
+            "orders": order.cast("long"),
             "net_amount": _dbl("amount"),
-            "gross_amount": F.when(is_order, _dbl("amount") + _dbl("discount")).otherwise(0.0),
-            "discount": F.when(is_order, _dbl("discount")).otherwise(0.0),
+            "gross_amount": F.when(order, _dbl("amount") + _dbl("discount")).otherwise(0.0),
+            "discount": F.when(order, _dbl("discount")).otherwise(0.0),
             "cogs": _dbl("cost"),
         }
     elif name == "support_contacts":
@@ -347,13 +354,13 @@ def persist_by_customer(df: DataFrame, storage_level: StorageLevel) -> DataFrame
 
 
 def mapped_orders(transactions: DataFrame, identity_map: DataFrame) -> DataFrame:
-    """Orders (positive amounts) with their customer: customer_id, day, amount, channel,
+    """Orders (``is_order``: every non-refund row) with their customer: customer_id, day, amount, channel,
     product_category; hash-partitioned by customer_id, like the totals of
     ``persist_by_customer``, so joining their per-customer aggregates needs no shuffle."""
     _require(transactions, TABLE_REQUIRED["transactions"], "transactions")
     id_map = _customer_keys(identity_map)
     return (
-        transactions.where(F.col("amount") > 0)
+        transactions.where(is_order())
         .join(id_map, on=list(KEY), how="inner")
         .select("customer_id", F.to_date("ts").alias("day"), "amount", "channel", "product_category")
         .repartition("customer_id")

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
 from pyspark.sql import Column, DataFrame, Observation, SparkSession, Window
@@ -100,13 +100,45 @@ def check_sources(spark: SparkSession, cfg: Config) -> dict[str, list[SourceFram
     return frames
 
 
-def check_table(frames: list[SourceFrame], contract: TableContract, ingest: IngestConfig) -> DataFrame:
+class RejectRateError(RuntimeError):
+    """A source's rows were quarantined above its limit (``max_reject_rate``)."""
+
+
+def run_as_of(tables: TableStore, ingest: IngestConfig) -> date:
+    """The latest plausible event date of this run: ``ingest.as_of``, else the UTC date the
+    run first ingested, kept in ``meta.run_settings``, so a rerun of the run id on a later
+    day loads and quarantines the same rows."""
+    if ingest.as_of is not None:
+        return ingest.as_of
+    return date.fromisoformat(tables.run_setting("ingest.as_of", datetime.now(UTC).date().isoformat()))
+
+
+def check_reject_rates(report: TableReport, frames: list[SourceFrame], ingest: IngestConfig) -> None:
+    """Stop with the figures when a source's quarantined share is above its limit."""
+    for f in frames:
+        read = report.read.get(f.source.name, 0)
+        rejected = sum(n for (s, r), n in report.by_reason.items() if s == f.source.name and r != "accepted")
+        limit = f.source.max_reject_rate if f.source.max_reject_rate is not None else ingest.max_reject_rate
+        if read and rejected / read > limit:
+            reasons = {
+                r: n for (s, r), n in report.by_reason.items() if s == f.source.name and r != "accepted"
+            }
+            raise RejectRateError(
+                f"{report.table}[{f.source.name}]: {rejected} of {read} rows ({rejected / read:.1%}) "
+                f"would be quarantined, above the limit of {limit:.1%} (max_reject_rate); "
+                f"by reason {reasons}. "
+                "Nothing of this table was written; fix the source or its mapping, or raise the limit."
+            )
+
+
+def check_table(
+    frames: list[SourceFrame], contract: TableContract, ingest: IngestConfig, as_of: date
+) -> DataFrame:
     """All sources of one table, parsed and checked row by row together."""
     parsed = [parse_frame(f.df, contract, f.source) for f in frames]
     union = parsed[0]
     for p in parsed[1:]:
         union = union.unionByName(p)
-    as_of = ingest.as_of or datetime.now(UTC).date()
     return check_rows(
         union,
         contract,
@@ -266,6 +298,7 @@ def ingest_table(
     frames: list[SourceFrame],
     ingest: IngestConfig,
     identity_keys: DataFrame | None,
+    as_of: date,
 ) -> TableReport:
     """Classify, write and reconcile one table; returns its counts.
 
@@ -281,7 +314,7 @@ def ingest_table(
     name = f"bronze.{contract.name}"
     spark = frames[0].df.sparkSession
     report = TableReport(table=contract.name, extra_columns={f.source.name: f.extra_columns for f in frames})
-    checked = check_table(frames, contract, ingest)
+    checked = check_table(frames, contract, ingest, as_of)
     stage = any(f.source.format not in REREAD_FORMATS for f in frames)
     # Rows read per source, counted on the first pass as they leave the row checks (which
     # neither add nor drop rows) and narrowed to what that pass needs: an observation on
@@ -311,6 +344,7 @@ def ingest_table(
             rejected = ranked.where(F.col("reason").isNotNull())
             for row in rejected.groupBy("_source", "reason").count().collect():  # sources x reasons
                 report.by_reason[(row["_source"], row["reason"])] = int(row["count"])
+        check_reject_rates(report, frames, ingest)
         accepted = clean_rows(checked, dup_keys).unionByName(ranked.where(F.col("reason").isNull()))
         if contract.event:
             if identity_keys is not None:
@@ -335,7 +369,9 @@ def ingest_table(
         if tables.exists(name):
             # A later delivery: rows whose key is loaded already are either the same row
             # (counted, not written again) or a conflicting version (quarantined).
-            existing = tables.read(name).select(
+            # at the newest version, the one the MERGE below inserts into (a killed
+            # attempt of this run may have loaded rows not published yet)
+            existing = tables.read(name, version=tables.latest_version(name)).select(
                 *contract.key, row_hash(contract.names).alias("_existing_hash")
             )
             matched = out.join(existing, list(contract.key), "left")
@@ -424,6 +460,11 @@ def ingest_all(spark: SparkSession, tables: TableStore, cfg: Config) -> list[Tab
 
 def _ingest_all(spark: SparkSession, tables: TableStore, cfg: Config) -> list[TableReport]:
     started = time.perf_counter()
+    # Staging folders of runs killed before their cleanup (this run holds the warehouse)
+    stale = os.path.join(tables.warehouse, "_staging", "ingest")
+    if hadoopfs.exists(spark, stale):
+        log.info("removing staging folders left by killed runs: %s", hadoopfs.list_dirs(spark, stale))
+        hadoopfs.delete(spark, stale)
     frames = check_sources(spark, cfg)
     log.info(
         "checked %d sources in %.1f s", sum(len(v) for v in frames.values()), time.perf_counter() - started
@@ -436,6 +477,8 @@ def _ingest_all(spark: SparkSession, tables: TableStore, cfg: Config) -> list[Ta
                 "_source_file and _ingest_run_id, not _ingest_file): ingest into a new "
                 "warehouse, or drop the bronze tables and ingest again"
             )
+    as_of = run_as_of(tables, cfg.ingest)
+    log.info("ingest as of %s", as_of)
     if frames:
         record_files(tables, frames)
     reports = []
@@ -449,7 +492,7 @@ def _ingest_all(spark: SparkSession, tables: TableStore, cfg: Config) -> list[Ta
                 identity_keys = identity_key_set(tables)
                 if identity_keys is None:
                     log.warning("no bronze.identity_records yet: event rows get is_orphan = null")
-            report = ingest_table(tables, CONTRACTS[table], table_frames, cfg.ingest, identity_keys)
+            report = ingest_table(tables, CONTRACTS[table], table_frames, cfg.ingest, identity_keys, as_of)
             log.info("ingested %s in %.1f s", table, time.perf_counter() - t0)
             reports.append(report)
     finally:

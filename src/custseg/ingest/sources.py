@@ -199,9 +199,9 @@ _COMPATIBLE = {
 }
 
 
-def _check_typed(df: DataFrame, contract: TableContract, src: SourceConfig, where: str) -> list[str]:
+def _check_typed(schema: T.StructType, contract: TableContract, src: SourceConfig, where: str) -> list[str]:
     expected = expected_source_columns(contract, src)
-    types = {f.name: f.dataType for f in df.schema.fields}
+    types = {f.name: f.dataType for f in schema.fields}
     for source_col, target in expected.items():
         if source_col not in types:
             raise _drift(where, source_col, contract, target, sorted(types))
@@ -212,6 +212,22 @@ def _check_typed(df: DataFrame, contract: TableContract, src: SourceConfig, wher
                 f"expected {want} (contract {contract.name}.{target})"
             )
     return sorted(set(types) - set(expected))
+
+
+def check_parquet_files(
+    spark: SparkSession, contract: TableContract, src: SourceConfig, files: list[str]
+) -> None:
+    """Every file's own schema against the mapping, not only the first footer Spark reads
+    for the folder: a later file without a column would otherwise load as nulls. Reading
+    a footer also finds a file that is not Parquet (a corrupt or truncated file), before
+    any table of the run is written. One footer read per file, on the driver."""
+    for file in files:
+        try:
+            schema = spark.read.parquet(file).schema
+        except Exception as exc:  # noqa: BLE001 - Spark raises its own error kinds here
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            raise SchemaDriftError(f"{file}: not a readable Parquet file ({first})") from None
+        _check_typed(schema, contract, src, file)
 
 
 def _latest_version(spark: SparkSession, path: str) -> int:
@@ -237,7 +253,7 @@ def _read_typed(
     else:
         assert path is not None
         if src.format == "parquet":
-            list_data_files(spark, path)  # a clear error for a missing or empty folder
+            check_parquet_files(spark, contract, src, list_data_files(spark, path))
         options = dict(src.options)
         if src.format == "delta" and not {"versionAsOf", "timestampAsOf"} & set(options):
             # One version for every pass and for the file listing: a Delta table read
@@ -246,7 +262,7 @@ def _read_typed(
         df = spark.read.format(src.format).options(**options).load(path)
         where = path
         file_col = _file_path()
-    extras = _check_typed(df, contract, src, where)
+    extras = _check_typed(df.schema, contract, src, where)
     expected = expected_source_columns(contract, src)
     raw = F.to_json(F.struct(*[F.col(f"`{c}`") for c in expected]))
     return df.withColumns({"_raw": raw, "_malformed": F.lit(False), "_file": file_col}), extras

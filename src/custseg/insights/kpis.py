@@ -34,7 +34,7 @@ from scipy import stats
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 from statsmodels.tsa.exponential_smoothing.ets import ETSModel
 
-from custseg.features.core import as_date
+from custseg.features.core import as_date, is_order
 
 logger = logging.getLogger(__name__)
 
@@ -213,8 +213,9 @@ def monthly_kpis(
 
     Columns: month (date, first day), complete, revenue (sum of amount, refunds negative),
     gross_margin (amount - cost of goods), marketing_cost (touch cost), support_cost,
-    profit (gross_margin - marketing_cost - support_cost), orders (transactions with
-    amount > 0), average_order_value (positive amounts / orders, null without orders),
+    profit (gross_margin - marketing_cost - support_cost), orders (transactions that are
+    not refunds, free ones included: ``is_order``), average_order_value (order amounts /
+    orders, null without orders),
     active_customers (distinct customers with a transaction, a support contact or product
     usage in the month; marketing touches are the company's activity, not theirs) and
     new_customers (distinct customers of ``first_seen`` whose first_date lies in the month
@@ -230,7 +231,7 @@ def monthly_kpis(
         raise ValueError(f"start ({start_day}) must be before end ({end_day})")
     _require(transactions, TRANSACTIONS_REQUIRED, "transactions")
 
-    is_order = F.col("amount") > 0  # a refund is a row with a negative amount, not an order
+    order = is_order()
     parts = [
         _key_months(
             transactions,
@@ -239,8 +240,8 @@ def monthly_kpis(
             end_day,
             revenue=F.sum(_dbl("amount")),
             gross_margin=F.sum(_dbl("amount") - _dbl("cost")),
-            order_amount=F.sum(F.when(is_order, F.col("amount")).otherwise(0.0)),
-            orders=F.count(F.when(is_order, True)),
+            order_amount=F.sum(F.when(order, F.col("amount")).otherwise(0.0)),
+            orders=F.count(F.when(order, True)),
             is_active=F.lit(True),
         )
     ]

@@ -54,7 +54,7 @@ from custseg.segment.validate import (
     smallest_value_effect,
     value_by_cluster,
 )
-from custseg.tracking import StageRun, candidate_run, log_and_register_spark_model
+from custseg.tracking import StageRun, candidate_run, log_and_register_spark_model, set_model_alias
 
 if TYPE_CHECKING:
     from custseg.pipeline import StageContext
@@ -682,7 +682,7 @@ def finish(
     pipeline = PipelineModel(stages=[*prep.stages, model])
     version = (
         log_and_register_spark_model(
-            run, pipeline, name=cfg.model_name, alias=cfg.alias, requirements=["custseg", "pyspark==4.0.1"]
+            run, pipeline, name=cfg.model_name, requirements=["custseg", "pyspark==4.0.1"]
         )
         if cfg.register_model
         else None
@@ -744,6 +744,8 @@ def finish(
             association["cramers_v_lo"],
             association["cramers_v_hi"],
         )
+    if version is not None:  # moved once the tables above are published, not before
+        ctx.after_publish.append(lambda: set_model_alias(cfg.model_name, cfg.alias, version))
     run.log_dict(selection.to_dict(orient="records"), "segment/model_selection.json")
     run.log_dict(profiles.to_dict(orient="records"), "segment/profiles.json")
     save_plots(selection, chosen_stability, profiles, run)

@@ -14,7 +14,7 @@ from custseg.config import IDENTITY_FIELDS, StitchConfig
 from custseg.stitch.components import connected_components
 from custseg.stitch.deterministic import compared_fields, deterministic_links, disagree, with_conflict
 from custseg.stitch.golden import golden_records
-from custseg.stitch.ids import assign_ids
+from custseg.stitch.ids import IdCollisionError, assign_ids
 from custseg.stitch.probabilistic import BlockingPlan, probabilistic_links
 from custseg.stitch.session import prepare_session
 from custseg.stitch.standardise import (
@@ -223,6 +223,7 @@ def stitch_identities(
     previous_map: DataFrame | None = None,
     *,
     seed: int = 42,
+    retired_ids: DataFrame | None = None,
 ) -> StitchResult:
     """Stitch identity records (the identity_records contract; any identity column may
     be null or absent) into customers.
@@ -230,7 +231,8 @@ def stitch_identities(
     1. standardise; 2. deterministic links on strong keys, with guards; 3. Fellegi-Sunter
     links (Splink) between the deterministic clusters, within a comparison budget;
     4. connected components over accepted links, oversized clusters re-examined at the
-    strict threshold; 5. stable ids (kept from ``previous_map``); 6. golden records.
+    strict threshold; 5. stable ids (kept from ``previous_map``, never reissuing one of
+    it or of ``retired_ids``; each id names one cluster, checked); 6. golden records.
     """
     cfg = settings or StitchConfig()
     timings: dict[str, float] = {}
@@ -430,7 +432,7 @@ def stitch_identities(
         accepted.select(F.col("rid_r").alias("rid"), "match_probability")
     )
     confidence = ends.groupBy("rid").agg(F.max("match_probability").alias("match_confidence"))
-    ids = assign_ids(clusters.select("rid", "component"), cfg.id_prefix, previous_map)
+    ids = assign_ids(clusters.select("rid", "component"), cfg.id_prefix, previous_map, retired_ids)
     identity_map = (
         std.select("rid", "source_system", "source_id")
         .join(ids.ids, "rid")
@@ -450,7 +452,9 @@ def stitch_identities(
     )
     customers = golden_records(std, ids.ids, cfg)
     weakest = identity_map.groupBy("customer_id").agg(
-        F.min("match_confidence").alias("min_confidence"), F.max("cluster_size").alias("size")
+        F.min("match_confidence").alias("min_confidence"),
+        F.max("cluster_size").alias("size"),
+        F.count("*").alias("records"),
     )
     customers = customers.join(weakest.select("customer_id", "min_confidence"), "customer_id", "left")
     lap("ids_and_golden")
@@ -460,7 +464,13 @@ def stitch_identities(
         F.sum(F.when(F.col("size") == 1, 1).otherwise(0)).alias("singletons"),
         F.sum(F.when(F.col("min_confidence") < cfg.low_confidence, 1).otherwise(0)).alias("low"),
         F.sum(F.when(F.col("size") > cfg.max_cluster_size, 1).otherwise(0)).alias("still_oversized"),
+        # an id over two clusters holds more records than its cluster's size
+        F.sum(F.when(F.col("records") != F.col("size"), 1).otherwise(0)).alias("shared_ids"),
     ).collect()[0]
+    if summary["shared_ids"]:
+        raise IdCollisionError(
+            f"stitch: {summary['shared_ids']} customer ids each name more than one cluster"
+        )
     link_counts = {
         (r["link_type"], r["accepted"]): r["count"]
         for r in used.groupBy("link_type", "accepted").count().collect()

@@ -7,6 +7,11 @@ holding most of its old records, provided that cluster holds more of this id's r
 than of any other previous id (ties: the smaller id, the smaller cluster key). Every
 previous id whose records now sit under another id is recorded as ``merged`` (the old id
 is gone) or ``split`` (it lives on, but some of its records moved).
+
+A new id never repeats an id given before: when a cluster's content id equals a previous
+or retired id (a split that left the old cluster's smallest record in the piece that did
+not keep the id), it is salted (``component#``) instead. The stage asserts that each id
+names one cluster (``IdCollisionError``).
 """
 
 from __future__ import annotations
@@ -27,8 +32,15 @@ def content_id(key: Column, prefix: str) -> Column:
     return F.concat(F.lit(prefix), F.substring(F.sha2(key, 256), 1, 16))
 
 
-def assign_ids(clusters: DataFrame, prefix: str, previous_map: DataFrame | None = None) -> IdAssignment:
-    """``clusters``: (rid, component) where component is the smallest rid of the cluster."""
+def assign_ids(
+    clusters: DataFrame,
+    prefix: str,
+    previous_map: DataFrame | None = None,
+    retired: DataFrame | None = None,
+) -> IdAssignment:
+    """``clusters``: (rid, component) where component is the smallest rid of the cluster.
+    ``retired``: (customer_id) ids given before that no cluster keeps (the old ids of
+    ``silver.identity_id_changes``); neither they nor the previous ids are given again."""
     fresh = clusters.withColumn("customer_id", content_id(F.col("component"), prefix))
     spark = clusters.sparkSession
     empty_changes = spark.createDataFrame(
@@ -48,12 +60,28 @@ def assign_ids(clusters: DataFrame, prefix: str, previous_map: DataFrame | None 
     kept = ranked.where((F.col("rank_c") == 1) & (F.col("rank_p") == 1)).select(
         "component", F.col("prev_id").alias("kept_id")
     )
-    ids = (
-        fresh.join(kept, "component", "left")
-        .withColumn("customer_id", F.coalesce("kept_id", "customer_id"))
-        .drop("kept_id")
+    given = previous_map.select(F.col("customer_id").alias("given_id"))
+    if retired is not None:
+        given = given.unionByName(retired.select(F.col("customer_id").alias("given_id")))
+    given = given.distinct().withColumn("taken", F.lit(True))
+    components = (
+        clusters.select("component")
+        .distinct()
+        .withColumn("content_id", content_id(F.col("component"), prefix))
+        .join(kept, "component", "left")
+        .join(given, F.col("content_id") == F.col("given_id"), "left")
+        .select(
+            "component",
+            F.coalesce(
+                "kept_id",
+                F.when(
+                    F.col("taken"), content_id(F.concat(F.col("component"), F.lit("#")), prefix)
+                ).otherwise(F.col("content_id")),
+            ).alias("customer_id"),
+        )
     )
-    new_of_component = ids.select("component", F.col("customer_id").alias("new_customer_id")).distinct()
+    ids = clusters.join(components, "component")
+    new_of_component = components.select("component", F.col("customer_id").alias("new_customer_id"))
     survivors = kept.select(F.col("kept_id").alias("prev_id"), F.lit(True).alias("survives"))
     changes = (
         overlap.join(new_of_component, "component")
@@ -67,3 +95,7 @@ def assign_ids(clusters: DataFrame, prefix: str, previous_map: DataFrame | None 
         )
     )
     return IdAssignment(ids=ids, changes=changes)
+
+
+class IdCollisionError(RuntimeError):
+    """Two clusters were given one customer id."""

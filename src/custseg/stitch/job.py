@@ -18,6 +18,7 @@ import tempfile
 from typing import TYPE_CHECKING
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from custseg import hadoopfs
 from custseg.config import Config
@@ -93,8 +94,16 @@ def log_result(ctx: StageContext, result: StitchResult, scores: dict[str, float]
 def run_stitch(ctx: StageContext) -> None:
     """Stage runner: stitch bronze identity records into the silver identity tables."""
     records = ctx.tables.read("bronze.identity_records").select(*CONTRACT_COLUMNS)
-    previous = ctx.tables.read("silver.identity_map") if ctx.tables.exists("silver.identity_map") else None
-    result = stitch_identities(records, ctx.cfg.stitch, previous, seed=ctx.cfg.run.seed)
+    # Pinned at this stage's start (TableStore): the change log compares the new map with
+    # this version even after the write below replaced the table.
+    tables = ctx.tables
+    previous = tables.read("silver.identity_map") if tables.exists("silver.identity_map") else None
+    retired = (
+        tables.read("silver.identity_id_changes").select(F.col("old_customer_id").alias("customer_id"))
+        if tables.exists("silver.identity_id_changes")
+        else None
+    )
+    result = stitch_identities(records, ctx.cfg.stitch, previous, seed=ctx.cfg.run.seed, retired_ids=retired)
     write_outputs(ctx, result)
     truth = truth_frame(ctx.spark, ctx.cfg)
     scores = None

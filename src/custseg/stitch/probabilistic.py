@@ -383,10 +383,13 @@ def _quiet_splink() -> None:
 
 def training_sample(df: DataFrame, n: int, max_records: int, seed: int) -> DataFrame:
     """A bounded sample of ``df`` (``n`` records) for training: whole last-name groups (so
-    the pairs EM learns from stay together), about ``max_records`` records."""
+    the pairs EM learns from stay together), about ``max_records`` records, the same
+    records in the same order however ``df`` is partitioned (the trained model depends
+    on the order Splink sees the rows in)."""
     fraction = min(1.0, max_records / max(n, 1))
     bucket = F.abs(F.xxhash64(F.lit(seed), F.coalesce("last_name", "first_name", "rid"))) % 1_000_000
-    return df.where(bucket < F.lit(int(fraction * 1_000_000))).limit(max_records)
+    picked = df.where(bucket < F.lit(int(fraction * 1_000_000)))
+    return picked.orderBy("rid").limit(max_records)
 
 
 def train_model(
@@ -487,7 +490,9 @@ def probabilistic_links(
         raise ValueError("stitch: no blocking rule fits stitch.comparison_budget; raise it or add rules")
     log.info("stitch: blocking plan in %.1f s", time.perf_counter() - t)
     t = time.perf_counter()
-    pdf = training_sample(df, n, cfg.train_max_records, seed).toPandas()
+    # ordered on the driver too: toPandas keeps partition order, not the sort's
+    pdf: Any = training_sample(df, n, cfg.train_max_records, seed).toPandas()
+    pdf = pdf.sort_values("rid", kind="stable").reset_index(drop=True)
     trained = train_model(pdf, cfg, rules, comparisons, prior, seed)
     log.info("stitch: model trained in %.1f s", time.perf_counter() - t)
     t = time.perf_counter()
