@@ -121,15 +121,8 @@ SUBMIT_SETTINGS = [
 RUN_B_SETTINGS = ["segment.k_min=2", "segment.k_max=2"]
 
 
-@pytest.fixture(scope="session")
-def submitted(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Submitted:
-    import os
-    import subprocess
-
-    from custseg.pipeline import run_stage
-
-    tmp = tmp_path_factory.mktemp("submitted")
-    settings = [*temp_overrides(tmp), *SUBMIT_SETTINGS]
+def submit_command(settings: list[str], run_id: str, *extra: str) -> list[str]:
+    """spark-submit of jobs/pipeline.py in local mode with the test config and ``settings``."""
     command = [
         str(ROOT / "spark-submit.sh"),
         "jobs/pipeline.py",
@@ -140,8 +133,20 @@ def submitted(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> 
     ]
     for setting in settings:
         command += ["--set", setting]
+    return [*command, "--run-id", run_id, *extra]
+
+
+@pytest.fixture(scope="session")
+def submitted(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Submitted:
+    import os
+    import subprocess
+
+    from custseg.pipeline import run_stage
+
+    tmp = tmp_path_factory.mktemp("submitted")
+    settings = [*temp_overrides(tmp), *SUBMIT_SETTINGS]
     result = subprocess.run(
-        [*command, "--run-id", "submit-a"],
+        submit_command(settings, "submit-a"),
         cwd=ROOT,
         capture_output=True,
         text=True,

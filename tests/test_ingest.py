@@ -289,14 +289,15 @@ def test_each_drift_case_stops_before_any_write(
     shutil.rmtree(tx)
     tx.mkdir()
     half = len(frame) // 2
-    frame.iloc[:half].to_parquet(tx / "part-00000.parquet", index=False)
-    frame.iloc[half:].drop(columns=["discount"]).to_parquet(tx / "part-00001.parquet", index=False)
+    like_spark = {"index": False, "coerce_timestamps": "us", "allow_truncated_timestamps": True}
+    frame.iloc[:half].to_parquet(tx / "part-00000.parquet", **like_spark)
+    frame.iloc[half:].drop(columns=["discount"]).to_parquet(tx / "part-00001.parquet", **like_spark)
     with pytest.raises(
         SchemaDriftError, match=r"transactions/part-00001\.parquet: column 'discount' .* is missing"
     ):
         ingest_all(spark, TableStore(spark, store.warehouse, run_id="drift"), cfg_tx)
     # 8. A corrupt file (not Parquet at all) among good ones.
-    frame.iloc[half:].to_parquet(tx / "part-00001.parquet", index=False)
+    frame.iloc[half:].to_parquet(tx / "part-00001.parquet", **like_spark)
     (tx / "part-00002.parquet").write_bytes(b"PAR1 this is not a parquet file")
     with pytest.raises(
         SchemaDriftError, match=r"transactions/part-00002\.parquet: not a readable Parquet file"
@@ -370,6 +371,24 @@ def test_a_resent_file_adds_nothing_and_a_new_file_adds_its_rows(
     assert report.already_loaded + report.quarantined + report.inserted == sum(report.read.values())
 
 
+def ingest_like_the_files(
+    spark: SparkSession, store: TableStore, cfg: Config, ingested: Ingested
+) -> pd.DataFrame:
+    """Ingest ``cfg``'s one transactions source (the tiny world's transactions in another
+    form) and check it gives what the files gave: the same counts by source and reason
+    and the same bronze rows; returns those rows."""
+    (report,) = ingest_all(spark, store, cfg)
+    from_files = ingested.reports["transactions"]
+    assert report.read == from_files.read and report.by_reason == from_files.by_reason
+    columns = ["transaction_id", "source_system", "source_id", "ts", "amount", "cost"]
+    got = delta(store, "bronze.transactions")[columns].sort_values("transaction_id").reset_index(drop=True)
+    first_run = delta(ingested.store, "bronze.ingest_files").query("run_id == 'ing-1'")["ingest_file"]
+    loaded = delta(ingested.store, "bronze.transactions")
+    want = loaded[loaded["_ingest_file"].isin(first_run)][columns]
+    pd.testing.assert_frame_equal(got, want.sort_values("transaction_id").reset_index(drop=True))
+    return got
+
+
 def test_a_delta_source_is_ingested_like_the_same_rows_in_files(
     spark: SparkSession, tiny: Tiny, ingested: Ingested, tmp_path: Path
 ) -> None:
@@ -382,15 +401,7 @@ def test_a_delta_source_is_ingested_like_the_same_rows_in_files(
     ).write.format("delta").partitionBy("batch").save(str(tmp_path / "raw dir" / "transactions"))
     cfg = transactions_only(tmp_path, tmp_path / "raw dir", "delta")
     store = TableStore(spark, cfg.storage.warehouse, run_id="from-delta")
-    (report,) = ingest_all(spark, store, cfg)
-    from_files = ingested.reports["transactions"]
-    assert report.read == from_files.read and report.by_reason == from_files.by_reason
-    columns = ["transaction_id", "source_system", "source_id", "ts", "amount", "cost"]
-    got = delta(store, "bronze.transactions")[columns].sort_values("transaction_id").reset_index(drop=True)
-    first_run = delta(ingested.store, "bronze.ingest_files").query("run_id == 'ing-1'")["ingest_file"]
-    loaded = delta(ingested.store, "bronze.transactions")
-    want = loaded[loaded["_ingest_file"].isin(first_run)][columns]
-    pd.testing.assert_frame_equal(got, want.sort_values("transaction_id").reset_index(drop=True))
+    got = ingest_like_the_files(spark, store, cfg, ingested)
     q, q_files = delta(store, "bronze.quarantine"), delta(ingested.store, "bronze.quarantine")
     q_files = q_files[q_files["table"] == "transactions"]
     assert sorted(zip(q["record_key"], q["reason"], q["raw_record"], strict=True)) == sorted(
@@ -532,15 +543,7 @@ def test_a_jdbc_source_is_ingested_like_the_same_rows_in_files(
     )
     cfg = transactions_only(tmp_path, tmp_path, "parquet", f"ingest.sources={sources}")
     store = TableStore(spark, cfg.storage.warehouse, run_id="from-jdbc")
-    (report,) = ingest_all(spark, store, cfg)
-    from_files = ingested.reports["transactions"]
-    assert report.read == from_files.read and report.by_reason == from_files.by_reason
-    columns = ["transaction_id", "source_system", "source_id", "ts", "amount", "cost"]
-    got = delta(store, "bronze.transactions")[columns].sort_values("transaction_id").reset_index(drop=True)
-    first_run = delta(ingested.store, "bronze.ingest_files").query("run_id == 'ing-1'")["ingest_file"]
-    loaded = delta(ingested.store, "bronze.transactions")
-    want = loaded[loaded["_ingest_file"].isin(first_run)][columns]
-    pd.testing.assert_frame_equal(got, want.sort_values("transaction_id").reset_index(drop=True))
+    ingest_like_the_files(spark, store, cfg, ingested)
     assert list(delta(store, "bronze.ingest_files")["source_file"]) == ["jdbc table TX"]
 
 

@@ -28,24 +28,10 @@ from custseg.runs import table_names, table_versions
 from custseg.tables import STAGE_RUNS, TableStore
 from custseg.tracking import RUN_TAG, STAGE_TAG
 
-from .conftest import ROOT, SUBMIT_SETTINGS, TEST_CONF, Submitted, temp_overrides
+from .conftest import ROOT, SUBMIT_SETTINGS, TEST_CONF, Submitted, submit_command, temp_overrides
 
 STAGES = ["ingest", "stitch", "features", "segment", "score", "clv"]
 KILLED = ["ingest", "stitch", "features", "segment", "clv"]
-
-
-def _command(settings: list[str], run_id: str) -> list[str]:
-    command = [
-        str(ROOT / "spark-submit.sh"),
-        "jobs/pipeline.py",
-        "--master",
-        "local[2]",
-        "--conf",
-        str(TEST_CONF),
-    ]
-    for setting in settings:
-        command += ["--set", setting]
-    return [*command, "--run-id", run_id, "--stages", *STAGES]
 
 
 def _stage_seconds(output: str) -> dict[str, float]:
@@ -118,7 +104,7 @@ def resumed(submitted: Submitted, tmp_path_factory: pytest.TempPathFactory) -> t
         *SUBMIT_SETTINGS,
         f"generate.output_dir={submitted.tmp / 'generated'}",  # A's files, read only
     ]
-    command = _command(settings, submitted.run_a)
+    command = submit_command(settings, submitted.run_a, "--stages", *STAGES)
     seconds = _stage_seconds(submitted.output)
     outputs = []
     warehouse = tmp / "warehouse"
@@ -173,7 +159,7 @@ def test_killed_attempts_are_marked_killed_in_mlflow(resumed: tuple[Path, list[s
     runs = MlflowClient().search_runs([experiment.experiment_id])
     by_stage: dict[str, list[str]] = {}
     for run in runs:
-        if run.data.tags.get(RUN_TAG):
+        if run.data.tags.get(RUN_TAG) and "custseg.candidate" not in run.data.tags:  # stage runs only
             by_stage.setdefault(run.data.tags[STAGE_TAG], []).append(run.info.status)
     for stage in KILLED:
         statuses = sorted(by_stage[stage])

@@ -81,14 +81,17 @@ class Lease:
     def _ensure_table(self) -> None:
         spark = self.tables.spark
         path = self.tables.path(LEASES)
-        if DeltaTable.isDeltaTable(spark, path):
-            return
-        try:  # two runs may create it at once: Delta lets one commit version 0
-            spark.createDataFrame([], SCHEMA).write.format("delta").mode("append").save(path)
-        except Exception as exc:  # noqa: BLE001 - the other run created it
-            if not DeltaTable.isDeltaTable(spark, path):
-                raise
-            log.debug("lease table created by another run: %s", type(exc).__name__)
+        for attempt in range(_CONFLICT_TRIES):
+            if DeltaTable.isDeltaTable(spark, path):
+                return
+            try:  # two runs may create it at once: Delta lets one commit version 0
+                spark.createDataFrame([], SCHEMA).write.format("delta").mode("append").save(path)
+                return
+            except Exception as exc:  # noqa: BLE001 - the other run created it first
+                if not _is_conflict(exc) or attempt == _CONFLICT_TRIES - 1:
+                    raise
+                log.debug("lease table created by another run: %s", type(exc).__name__)
+                time.sleep(0.2 * (attempt + 1))
 
     def holder(self) -> tuple[str, datetime] | None:
         """The current holder and its expiry, or None."""

@@ -2,8 +2,9 @@
 ``tracking.run_record``).
 
 Every Delta commit custseg makes carries the run id as ``userMetadata`` (``tables.py``),
-so the version of a table that run R wrote is the newest commit whose ``userMetadata`` is
-R. The report and ``jobs/compare.py`` read each run's tables at those versions (Delta
+so the version of a table that run R wrote is the one R's finished stages published in
+``meta.stage_runs``, or, for tables written outside stages, the newest commit whose
+``userMetadata`` is R. The report and ``jobs/compare.py`` read each run's tables at those versions (Delta
 time travel), so a later run that overwrote a table does not change what an earlier run's
 report or comparison shows.
 """
@@ -68,11 +69,15 @@ class TableVersion:
     latest: int
     latest_run: str | None  # the run id of the newest commit
     operation: str | None  # the operation of the version written (or of the newest one)
+    published: int | None = None  # the version the last finished stage run published
 
     @property
     def version(self) -> int:
-        """The version the run's readers use: the one it wrote, else the newest."""
-        return self.written if self.written is not None else self.latest
+        """The version the run's readers use: the one it wrote, else the published one
+        (``meta.stage_runs``: not a killed stage's half), else the newest."""
+        if self.written is not None:
+            return self.written
+        return self.published if self.published is not None else self.latest
 
 
 def table_versions(
@@ -84,15 +89,24 @@ def table_versions(
     as many commits as runs wrote it, not rows), a few tables at a time.
     """
     wanted = [n for n in (names if names is not None else table_names(tables)) if tables.exists(n)]
+    published = tables.published()
+    by_run = tables.published_by(run_id)
     with ThreadPoolExecutor(max_workers=_THREADS) as pool:
-        found = list(pool.map(lambda n: _table_version(tables, n, run_id), wanted))
+        found = list(pool.map(lambda n: _table_version(tables, n, run_id, published.get(n), by_run), wanted))
     return dict(zip(wanted, found, strict=True))
 
 
-def _table_version(tables: TableStore, name: str, run_id: str) -> TableVersion:
+def _table_version(
+    tables: TableStore, name: str, run_id: str, published: int | None, by_run: dict[str, int] | None
+) -> TableVersion:
+    """``by_run``: what the run's finished stages published (None: the run has no stage
+    runs); a commit of the run that none of them published (a killed attempt's) is not
+    the run's version."""
     commits = tables.history(name).select("version", "userMetadata", "operation").collect()
     newest = max(commits, key=lambda r: r["version"])
     mine = [r for r in commits if r["userMetadata"] == run_id]
+    if by_run is not None:
+        mine = [r for r in mine if r["version"] == by_run.get(name)]
     row = max(mine, key=lambda r: r["version"]) if mine else newest
     return TableVersion(
         table=name,
@@ -100,6 +114,7 @@ def _table_version(tables: TableStore, name: str, run_id: str) -> TableVersion:
         latest=int(newest["version"]),
         latest_run=newest["userMetadata"],
         operation=row["operation"],
+        published=published,
     )
 
 

@@ -139,6 +139,20 @@ class TableStore:
                     self._published.update({k: int(v) for k, v in (row["writes"] or {}).items()})
         return self._published
 
+    def published_by(self, run_id: str) -> dict[str, int] | None:
+        """Table -> the version ``run_id``'s finished stage runs published; None when the
+        run has no row in ``meta.stage_runs`` (its tables were written outside stages)."""
+        if not self.exists(STAGE_RUNS):
+            return None
+        rows = self.read(STAGE_RUNS).where(F.col("run_id") == run_id).orderBy("finished_at").collect()
+        if not rows:
+            return None
+        out: dict[str, int] = {}
+        for row in rows:
+            if row["status"] == "FINISHED":
+                out.update({k: int(v) for k, v in (row["writes"] or {}).items()})
+        return out
+
     def publish(
         self, stage: str, started_at: datetime | None = None, mlflow_run_id: str | None = None
     ) -> None:

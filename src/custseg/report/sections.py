@@ -493,7 +493,7 @@ def section_quality(data: ReportData) -> Section:
                 )
             )
     cols = [
-        c for c in ("algorithm", "k", "cost", "silhouette", "ari_mean", "seconds", "chosen") if c in selection
+        c for c in ("algorithm", "k", "cost", "silhouette", "ari_mean", "chosen") if c in selection
     ]
     blocks.append(table(selection[cols].round(4), "Every candidate: k-prototypes and the MLlib comparators"))
     return Section("quality", title, finding + ".", blocks)

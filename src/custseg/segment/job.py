@@ -703,9 +703,14 @@ def finish(
     selection = pd.DataFrame([c.row(cfg) for c in candidates])
     selection["chosen"] = [(c.algorithm, c.k) == ("kprototypes", chosen.k) for c in candidates]
     selection["rule"] = cfg.selection_rule
+    # Without the fit times: a table holds results, equal for equal input and seed (a
+    # resumed run's must equal an uninterrupted one's); the times are each candidate's
+    # MLflow metric ``seconds``.
     tables.write(
         ctx.spark.createDataFrame(
-            selection.astype({"all_stable": "object", "economically_distinct": "object"})
+            selection.drop(columns=["seconds"]).astype(
+                {"all_stable": "object", "economically_distinct": "object"}
+            )
         ),
         "gold.segment_model_selection",
     )
