@@ -4,7 +4,8 @@
 
 1. Draws the preset's transactions, the true identity map and the latent people once into
    DIR (default: a temp folder; with --data an earlier draw is reused, e.g. the features
-   bench's) and writes the orders (positive amounts with their person and day) as one
+   bench's) and writes the orders (every non-refund row, as the stage counts them, with
+   their person and day) as one
    Parquet data set, the common input of both tools.
 2. In one run, from that Parquet: custseg (Spark: summarize_transactions, fit_bgnbd,
    fit_gamma_gamma, predict_clv for every customer into the noop sink), then lifetimes in a
@@ -37,7 +38,9 @@ from pyspark.sql import functions as F
 
 from custseg.clv import fit_bgnbd, fit_gamma_gamma, predict_clv, summarize_transactions
 from custseg.clv.check import holdout_comparison, segment_value_check
+from custseg.clv.job import spenders
 from custseg.clv.summary import calibration_and_holdout
+from custseg.features.core import is_order
 from custseg.generate.spec import SEGMENTS
 
 log = logging.getLogger("bench.clv")
@@ -62,7 +65,7 @@ def lifetimes_run(orders: str, end: str, queue: Any) -> None:
         )
         times["summary"] = time.perf_counter() - started
         bgf = BetaGeoFitter().fit(summary["frequency"], summary["recency"], summary["T"])
-        repeat = summary[summary["frequency"] > 0]
+        repeat = summary[(summary["frequency"] > 0) & (summary["monetary_value"] > 0)]
         ggf = GammaGammaFitter().fit(repeat["frequency"], repeat["monetary_value"])
         times["fit"] = time.perf_counter() - started
         clv = ggf.customer_lifetime_value(
@@ -98,7 +101,7 @@ def main() -> None:
         tx = spark.read.parquet(str(out / "transactions"))
         imap = spark.read.parquet(str(out / "identity_map"))
         (
-            tx.where(F.col("amount") > 0)
+            tx.where(is_order())
             .join(imap, ["source_system", "source_id"])
             .select("customer_id", F.to_date("ts").alias("day"), F.col("amount").cast("double"))
             .write.mode("overwrite")
@@ -119,7 +122,7 @@ def main() -> None:
             n_customers = summary.count()
             t_summary = time.perf_counter() - started
             bg = fit_bgnbd(summary)
-            gg = fit_gamma_gamma(summary)
+            gg = fit_gamma_gamma(spenders(summary))
             t_fit = time.perf_counter() - started
             predicted = predict_clv(summary, bg, gg, horizon=12, discount_rate=0.01)
             predicted.write.format("noop").mode("overwrite").save()
@@ -168,7 +171,7 @@ def main() -> None:
     )
     top = SEGMENTS[0]
     top_summary = summary.join(people.where(F.col("segment") == top.name), "customer_id")
-    bg_top, gg_top = fit_bgnbd(top_summary), fit_gamma_gamma(top_summary)
+    bg_top, gg_top = fit_bgnbd(top_summary), fit_gamma_gamma(spenders(top_summary))
     lines = [f"top segment '{top.name}': fitted (± s.e.) vs generating"]
     for fit in (bg_top, gg_top):
         for k, v in fit.params().items():

@@ -84,10 +84,10 @@ def prepare(spark: SparkSession, cfg: Config, out: Path, snapshots: int) -> None
     )
     store.write(features, "gold.customer_features", partition_by=["snapshot_date"])
     log.info("features in %.1f s", time.perf_counter() - started)
-    run_stage(cfg, "score", run_id="bench-prepare")
+    run_stage(cfg, "score", run_id="bench-prepare", force=True)
     scored = store.read("gold.segment_snapshots")
     store.write(scored.where(F.col("snapshot_date") == F.lit(as_of)), "gold.segment_assignments")
-    run_stage(cfg, "clv", run_id="bench-prepare")
+    run_stage(cfg, "clv", run_id="bench-prepare", force=True)
     marker.write_text("ok")
 
 
@@ -201,7 +201,7 @@ def main() -> None:
         )
         with RssSampler(jvm_pid) as jvm, RssSampler(os.getpid()) as py:
             t0 = time.perf_counter()
-            run = run_stage(run_cfg, "insights", run_id=f"bench-b{replicates}")
+            run = run_stage(run_cfg, "insights", run_id=f"bench-b{replicates}", force=True)
             walls[replicates] = time.perf_counter() - t0
         steps = {k: round(v, 1) for k, v in run.metrics.items() if k.startswith("seconds")}
         say(

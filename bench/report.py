@@ -46,7 +46,7 @@ def main() -> None:
     for attempt in ("first (cold session)", "second (warm)"):
         with RssSampler(jvm_pid) as jvm, RssSampler(os.getpid()) as py:
             t0 = time.perf_counter()
-            run = run_stage(cfg, "report", run_id=args.run_id)
+            run = run_stage(cfg, "report", run_id=args.run_id, force=True)
             wall = time.perf_counter() - t0
         m = run.metrics
         say(

@@ -421,11 +421,11 @@ def test_a_split_never_reissues_an_old_id(spark: SparkSession) -> None:
         "rid string, component string",
     )
     retired = spark.createDataFrame([(digest("web:x"),)], "customer_id string")
-    result = assign_ids(clusters, "C", prev, retired)
+    result = assign_ids(clusters, "C", prev, retired, salt="run-2")
     ids = dict(result.ids.select("rid", "customer_id").collect())
     assert ids["web:b"] == ids["web:c"] == old
-    assert ids["web:a"] != old and ids["web:a"] == digest("web:a#")
-    assert ids["web:x"] not in (digest("web:x"), old) and ids["web:x"] == digest("web:x#")
+    assert ids["web:a"] != old and ids["web:a"] == digest("web:a#run-2")
+    assert ids["web:x"] not in (digest("web:x"), old) and ids["web:x"] == digest("web:x#run-2")
     assert len({ids["web:a"], ids["web:b"], ids["web:x"]}) == 3  # one id per cluster
     changes = [
         tuple(r) for r in result.changes.select("old_customer_id", "new_customer_id", "change").collect()

@@ -9,7 +9,7 @@ from deltalake import DeltaTable as RsDeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from custseg.tables import RUN_ID_COL, TableNotFoundError, TableStore, parse_table_name
+from custseg.tables import RUN_ID_COL, TableNotFoundError, TableStore, parse_table_name, retry_conflicts
 
 SCHEMA = "customer_id string, segment string, value double"
 
@@ -61,7 +61,10 @@ def test_overwrite_history_and_time_travel(spark: SparkSession, store: TableStor
     other = TableStore(spark, store.warehouse, run_id="run-2")
     other.write(second, "gold.segments")
 
-    assert_df_equality(store.read("gold.segments"), second, ignore_row_order=True)
+    # a store reads back what it wrote; a new reader the newest (nothing is published)
+    assert_df_equality(store.read("gold.segments"), first, ignore_row_order=True)
+    reader = TableStore(spark, store.warehouse, run_id="reader")
+    assert_df_equality(reader.read("gold.segments"), second, ignore_row_order=True)
     assert_df_equality(store.read("gold.segments", version=0), first, ignore_row_order=True)
     history = store.history("gold.segments").select("version", "userMetadata").orderBy("version").collect()
     assert [(r.version, r.userMetadata) for r in history] == [(0, "run-1"), (1, "run-2")]
@@ -82,7 +85,8 @@ def test_append_rerun_replaces_its_own_rows(spark: SparkSession, store: TableSto
         [("c1", "a", 1.0, "run-1"), ("c2", "b", 20.0, "run-2"), ("c4", "d", 4.0, "run-2")],
         f"{SCHEMA}, {RUN_ID_COL} string",
     )
-    assert_df_equality(store.read("bronze.quarantine"), expected, ignore_row_order=True)
+    reader = TableStore(spark, store.warehouse, run_id="reader")
+    assert_df_equality(reader.read("bronze.quarantine"), expected, ignore_row_order=True)
     assert [r.userMetadata for r in store.history("bronze.quarantine").orderBy("version").collect()] == [
         "run-1",
         "run-2",
@@ -103,7 +107,8 @@ def test_merge_upserts_in_one_commit(spark: SparkSession, store: TableStore) -> 
     )
 
     expected = rows_df(spark, [("c1", "a", 1.0), ("c2", "z", 9.0), ("c3", "c", 3.0)])
-    assert_df_equality(store.read("silver.identity_map"), expected, ignore_row_order=True)
+    reader = TableStore(spark, store.warehouse, run_id="reader")
+    assert_df_equality(reader.read("silver.identity_map"), expected, ignore_row_order=True)
     history = store.history("silver.identity_map").orderBy("version").collect()
     assert [(h.operation, h.userMetadata) for h in history] == [("WRITE", "run-1"), ("MERGE", "run-2")]
     pd.testing.assert_frame_equal(
@@ -137,3 +142,32 @@ def test_reading_a_missing_table_names_it(store: TableStore) -> None:
     assert not store.exists("gold.nothing")
     with pytest.raises(TableNotFoundError, match=r"gold.nothing does not exist"):
         store.read("gold.nothing")
+
+
+class ConcurrentAppendException(Exception):  # noqa: N818 - Delta's name, as py4j shows it
+    """Stands for Delta's conflict as it reaches Python: the class name in the message."""
+
+
+def test_an_idempotent_commit_is_retried_after_a_conflict_only() -> None:
+    calls: list[int] = []
+
+    def conflicting_twice() -> None:
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConcurrentAppendException("io.delta.exceptions.ConcurrentAppendException: files were added")
+
+    retry_conflicts(conflicting_twice, "silver.x", tries=3)
+    assert len(calls) == 3
+    calls.clear()
+    with pytest.raises(ConcurrentAppendException):
+        retry_conflicts(conflicting_twice, "silver.x", tries=2)  # bounded: gives up
+    assert len(calls) == 2
+
+    def broken() -> None:
+        calls.append(1)
+        raise ValueError("not a conflict")
+
+    calls.clear()
+    with pytest.raises(ValueError, match="not a conflict"):
+        retry_conflicts(broken, "silver.x")
+    assert calls == [1]  # anything else is not retried

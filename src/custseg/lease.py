@@ -25,7 +25,7 @@ from delta.tables import DeltaTable
 from pyspark.errors import PySparkException
 from pyspark.sql import functions as F
 
-from custseg.tables import TableStore
+from custseg.tables import TableStore, is_conflict
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,10 @@ _CONFLICT_TRIES = 20
 
 class LeaseHeldError(RuntimeError):
     """Another run holds the warehouse."""
+
+
+class LeaseLostError(RuntimeError):
+    """This run's hold expired before it could be renewed and another run took it."""
 
 
 def _now() -> datetime:
@@ -63,8 +67,7 @@ def _gone(owner: str) -> bool:
 
 
 def _is_conflict(exc: Exception) -> bool:
-    text = f"{type(exc).__name__} {exc}"
-    return any(s in text for s in ("Concurrent", "ProtocolChanged", "MetadataChanged", "FileAlreadyExists"))
+    return is_conflict(exc) or "FileAlreadyExists" in f"{type(exc).__name__} {exc}"
 
 
 class Lease:
@@ -77,6 +80,7 @@ class Lease:
         self.owner = owner_of(tables.run_id)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.lost: str | None = None  # set by the renewal thread when another run took over
 
     def _ensure_table(self) -> None:
         spark = self.tables.spark
@@ -157,7 +161,8 @@ class Lease:
         while not self._stop.wait(self.seconds / 3):
             try:
                 if not self._try_take():
-                    log.error("lost the hold on the warehouse to %s", self.holder())
+                    self.lost = str(self.holder())
+                    log.error("lost the hold on the warehouse to %s", self.lost)
                     return
             except Exception as exc:  # noqa: BLE001 - renewal retries at the next tick
                 log.warning("renewing the warehouse hold failed: %s", type(exc).__name__)
@@ -179,7 +184,18 @@ class Lease:
                 time.sleep(0.2 * (attempt + 1))
 
 
-_held: set[str] = set()  # warehouses this process holds (a pipeline's stages nest)
+_held: dict[str, Lease] = {}  # warehouses this process holds (a pipeline's stages nest)
+
+
+def check_held(warehouse: str) -> None:
+    """Raise ``LeaseLostError`` when this process's hold on ``warehouse`` was taken over
+    (its renewal came too late): called before a stage publishes."""
+    lease = _held.get(warehouse)
+    if lease is not None and lease.lost:
+        raise LeaseLostError(
+            f"warehouse {warehouse}: this run's hold expired and {lease.lost} took it; nothing "
+            "of this stage was published (raise run.lease_seconds)"
+        )
 
 
 @contextmanager
@@ -190,9 +206,9 @@ def holding(tables: TableStore, seconds: int, wait_seconds: int) -> Iterator[Non
         return
     lease = Lease(tables, seconds)
     lease.acquire(wait_seconds)
-    _held.add(tables.warehouse)
+    _held[tables.warehouse] = lease
     try:
         yield
     finally:
-        _held.discard(tables.warehouse)
+        _held.pop(tables.warehouse, None)
         lease.release()

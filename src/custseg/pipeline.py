@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pyspark.sql import SparkSession
 
 from custseg.config import Config
-from custseg.lease import holding
+from custseg.lease import check_held, holding
 from custseg.session import build_session
 from custseg.tables import TableStore, check_run_id
 from custseg.tracking import StageRun, new_run_id, pipeline_parent, pipeline_run
@@ -109,11 +109,18 @@ def run_stage(cfg: Config, stage: str, run_id: str, force: bool = False) -> Stag
         started = datetime.now(UTC).replace(tzinfo=None)
         with pipeline_run(cfg, stage=stage, run_id=run_id) as run:
             tables = TableStore(spark, cfg.storage.warehouse, run_id=run.id)
+            tables.pin_reads_of(stage)  # a forced rerun reads what the first attempt read
             ctx = StageContext(cfg=cfg, spark=spark, tables=tables, run=run)
             fn(ctx)
-            tables.publish(stage, started_at=started, mlflow_run_id=run.mlflow_run_id)
-            for step in ctx.after_publish:
-                step()
+            check_held(tables.warehouse)  # a run that lost its hold publishes nothing
+            status = "PUBLISHED" if ctx.after_publish else "FINISHED"
+            tables.publish(stage, started_at=started, mlflow_run_id=run.mlflow_run_id, status=status)
+            if ctx.after_publish:
+                # killed in here, the stage stays PUBLISHED (not FINISHED) and its rerun
+                # does the steps again (a model version it registered is reused)
+                for step in ctx.after_publish:
+                    step()
+                tables.publish(stage, started_at=started, mlflow_run_id=run.mlflow_run_id)
     return run
 
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Literal
@@ -36,6 +37,9 @@ STAGE_RUNS = "meta.stage_runs"
 RUN_SETTINGS = "meta.run_settings"
 _NAME = re.compile(r"^(bronze|silver|gold|meta)\.([a-z][a-z0-9_]*)$")
 RUN_ID = re.compile(r"^(?!\.+$)[A-Za-z0-9_.:-]+$")  # a run id; not "." or ".." (a path)
+# PUBLISHED: the tables are published, the steps after it (an alias) not yet done;
+# FINISHED: all done. Readers see both; only FINISHED makes a rerun skip the stage.
+PUBLISHED_STATUSES = ("PUBLISHED", "FINISHED")
 STAGE_RUNS_SCHEMA = (
     "stage string, run_id string, status string, started_at timestamp, finished_at timestamp, "
     "reads map<string,bigint>, writes map<string,bigint>, mlflow_run_id string"
@@ -49,6 +53,32 @@ def check_run_id(run_id: str) -> str:
     if not RUN_ID.match(run_id or ""):
         raise ValueError(f"run id {run_id!r}: use letters, digits and _.:- only")
     return run_id
+
+
+CONFLICT_TRIES = 5
+_CONFLICTS = ("Concurrent", "ProtocolChanged", "MetadataChanged")
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """Whether ``exc`` is Delta's optimistic-concurrency conflict (another writer
+    committed first)."""
+    text = f"{type(exc).__name__} {exc}"
+    return any(kind in text for kind in _CONFLICTS)
+
+
+def retry_conflicts(commit: Callable[[], object], name: str, tries: int = CONFLICT_TRIES) -> None:
+    """Run one idempotent commit (an overwrite, a ``replaceWhere`` append, a MERGE of the
+    same rows), again after a Delta concurrency conflict, up to ``tries`` times. Another
+    writer should not be there (``custseg.lease``), but a user's own job may be."""
+    for attempt in range(tries):
+        try:
+            commit()
+            return
+        except Exception as exc:
+            if not is_conflict(exc) or attempt == tries - 1:
+                raise
+            log.warning("%s: a concurrent commit came first (%s); trying again", name, type(exc).__name__)
+            time.sleep(0.5 * (attempt + 1))
 
 
 class TableNotFoundError(LookupError):
@@ -112,7 +142,11 @@ class TableStore:
         if version is None:
             version = self.pinned.get(name)
         if version is None and not name.startswith(f"{META}."):
-            version = self.published().get(name)
+            # this run's own earlier stages first (a resumed run reads what it wrote,
+            # not a later run's), then the newest publication, then the newest version
+            version = (self.published_by(self.run_id) or {}).get(name)
+            if version is None:
+                version = self.published().get(name)
             if version is None:
                 version = self.latest_version(name)
             self.pinned[name] = version
@@ -130,7 +164,7 @@ class TableStore:
             if self.exists(STAGE_RUNS):
                 rows = (
                     self.read(STAGE_RUNS)
-                    .where(F.col("status") == "FINISHED")
+                    .where(F.col("status").isin(*PUBLISHED_STATUSES))
                     .orderBy("finished_at")
                     .select("writes")
                     .collect()
@@ -149,23 +183,44 @@ class TableStore:
             return None
         out: dict[str, int] = {}
         for row in rows:
-            if row["status"] == "FINISHED":
+            if row["status"] in PUBLISHED_STATUSES:
                 out.update({k: int(v) for k, v in (row["writes"] or {}).items()})
         return out
 
+    def pin_reads_of(self, stage: str) -> None:
+        """Pin the versions an earlier attempt of this stage and run id read (a forced
+        rerun reads the same inputs, e.g. stitch the map from before its own)."""
+        if not self.exists(STAGE_RUNS):
+            return
+        row = (
+            self.read(STAGE_RUNS)
+            .where((F.col("stage") == stage) & (F.col("run_id") == self.run_id))
+            .select("reads")
+            .first()
+        )
+        if row is not None:
+            self.pinned.update({k: int(v) for k, v in (row["reads"] or {}).items()})
+
     def publish(
-        self, stage: str, started_at: datetime | None = None, mlflow_run_id: str | None = None
+        self,
+        stage: str,
+        started_at: datetime | None = None,
+        mlflow_run_id: str | None = None,
+        status: str = "FINISHED",
     ) -> None:
         """Commit this stage run to ``meta.stage_runs`` (one MERGE on stage and run id):
-        status FINISHED, the versions it read and wrote. Readers see the writes from now on."""
+        ``status`` (FINISHED, or PUBLISHED when steps remain), the versions it read and
+        wrote. Readers see the writes from now on."""
+        if status not in PUBLISHED_STATUSES:
+            raise ValueError(f"status {status!r}: expected one of {PUBLISHED_STATUSES}")
         now = datetime.now(UTC).replace(tzinfo=None)
         row = {
             "stage": stage,
             "run_id": self.run_id,
-            "status": "FINISHED",
+            "status": status,
             "started_at": started_at or now,
             "finished_at": now,
-            "reads": {k: v for k, v in self.pinned.items() if k not in self.written},
+            "reads": dict(self.pinned),
             "writes": dict(self.written),
             "mlflow_run_id": mlflow_run_id,
         }
@@ -239,11 +294,19 @@ class TableStore:
         writer = writer_df.write.format("delta").mode("overwrite").options(**options)
         if partition_by:
             writer = writer.partitionBy(*partition_by)
-        writer.save(path)
+        retry_conflicts(lambda: writer.save(path), name)
         self._wrote(name, mode)
 
     def _wrote(self, name: str, how: str) -> None:
-        version = self.latest_version(name)
+        # the newest commit of this run, not the newest of all (another writer may have
+        # committed since)
+        row = (
+            self.history(name)
+            .where(F.col("userMetadata") == self.run_id)
+            .select(F.max("version").alias("v"))
+            .first()
+        )
+        version = int(row["v"]) if row is not None and row["v"] is not None else self.latest_version(name)
         if not name.startswith(f"{META}."):
             self.written[name] = version
         log.info("wrote %s (%s) at version %d", name, how, version)
@@ -280,8 +343,9 @@ class TableStore:
         builder = target.alias("t").merge(df.alias("s"), condition)
         if when_matched == "update":
             builder = builder.whenMatchedUpdateAll()
+        builder = builder.whenNotMatchedInsertAll()
         with self._commit_metadata():
-            builder.whenNotMatchedInsertAll().execute()
+            retry_conflicts(builder.execute, name)
         self._wrote(name, "merge")
 
     @contextmanager

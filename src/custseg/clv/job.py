@@ -44,11 +44,15 @@ log = logging.getLogger(__name__)
 def fit_models(summary: DataFrame, cfg: ClvConfig) -> tuple[BGNBDFit, GammaGammaFit]:
     """BG/NBD and Gamma-Gamma on one summary, with the stage's penalizer and tuple limit."""
     bgnbd = fit_bgnbd(summary, penalizer=cfg.penalizer, max_tuples=cfg.max_tuples)
-    # Spend is fitted on repeat buyers whose repeat purchases cost something: free orders
-    # count as purchases (frequency, recency) but a mean spend of 0 has no Gamma-Gamma
-    # likelihood (lifetimes' docs fit the same subset).
-    spenders = summary.where((F.col("frequency") == 0) | (F.col("monetary_value") > 0))
-    return bgnbd, fit_gamma_gamma(spenders, penalizer=cfg.penalizer)
+    return bgnbd, fit_gamma_gamma(spenders(summary), penalizer=cfg.penalizer)
+
+
+def spenders(summary: DataFrame) -> DataFrame:
+    """The customers Gamma-Gamma is fitted on: repeat buyers whose repeat purchases cost
+    something (and the others, which it skips). Free orders count as purchases (frequency,
+    recency), but a mean spend of 0 has no Gamma-Gamma likelihood; lifetimes' docs fit
+    the same subset."""
+    return summary.where((F.col("frequency") == 0) | (F.col("monetary_value") > 0))
 
 
 def fit_metrics(prefix: str, bgnbd: BGNBDFit, gamma_gamma: GammaGammaFit) -> dict[str, float]:

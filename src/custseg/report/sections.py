@@ -492,9 +492,7 @@ def section_quality(data: ReportData) -> Section:
                     "Bootstrap stability of the chosen segments (Jaccard per cluster)",
                 )
             )
-    cols = [
-        c for c in ("algorithm", "k", "cost", "silhouette", "ari_mean", "chosen") if c in selection
-    ]
+    cols = [c for c in ("algorithm", "k", "cost", "silhouette", "ari_mean", "chosen") if c in selection]
     blocks.append(table(selection[cols].round(4), "Every candidate: k-prototypes and the MLlib comparators"))
     return Section("quality", title, finding + ".", blocks)
 

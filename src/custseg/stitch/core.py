@@ -224,6 +224,7 @@ def stitch_identities(
     *,
     seed: int = 42,
     retired_ids: DataFrame | None = None,
+    id_salt: str = "",
 ) -> StitchResult:
     """Stitch identity records (the identity_records contract; any identity column may
     be null or absent) into customers.
@@ -432,7 +433,9 @@ def stitch_identities(
         accepted.select(F.col("rid_r").alias("rid"), "match_probability")
     )
     confidence = ends.groupBy("rid").agg(F.max("match_probability").alias("match_confidence"))
-    ids = assign_ids(clusters.select("rid", "component"), cfg.id_prefix, previous_map, retired_ids)
+    ids = assign_ids(
+        clusters.select("rid", "component"), cfg.id_prefix, previous_map, retired_ids, salt=id_salt
+    )
     identity_map = (
         std.select("rid", "source_system", "source_id")
         .join(ids.ids, "rid")

@@ -10,7 +10,7 @@ is gone) or ``split`` (it lives on, but some of its records moved).
 
 A new id never repeats an id given before: when a cluster's content id equals a previous
 or retired id (a split that left the old cluster's smallest record in the piece that did
-not keep the id), it is salted (``component#``) instead. The stage asserts that each id
+not keep the id), it is salted (``component#<run id>``) instead. The stage asserts that each id
 names one cluster (``IdCollisionError``).
 """
 
@@ -37,6 +37,7 @@ def assign_ids(
     prefix: str,
     previous_map: DataFrame | None = None,
     retired: DataFrame | None = None,
+    salt: str = "",
 ) -> IdAssignment:
     """``clusters``: (rid, component) where component is the smallest rid of the cluster.
     ``retired``: (customer_id) ids given before that no cluster keeps (the old ids of
@@ -75,7 +76,7 @@ def assign_ids(
             F.coalesce(
                 "kept_id",
                 F.when(
-                    F.col("taken"), content_id(F.concat(F.col("component"), F.lit("#")), prefix)
+                    F.col("taken"), content_id(F.concat(F.col("component"), F.lit(f"#{salt}")), prefix)
                 ).otherwise(F.col("content_id")),
             ).alias("customer_id"),
         )

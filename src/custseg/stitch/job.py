@@ -103,7 +103,9 @@ def run_stitch(ctx: StageContext) -> None:
         if tables.exists("silver.identity_id_changes")
         else None
     )
-    result = stitch_identities(records, ctx.cfg.stitch, previous, seed=ctx.cfg.run.seed, retired_ids=retired)
+    result = stitch_identities(
+        records, ctx.cfg.stitch, previous, seed=ctx.cfg.run.seed, retired_ids=retired, id_salt=tables.run_id
+    )
     write_outputs(ctx, result)
     truth = truth_frame(ctx.spark, ctx.cfg)
     scores = None

@@ -392,17 +392,30 @@ def training_sample(df: DataFrame, n: int, max_records: int, seed: int) -> DataF
     return picked.orderBy("rid").limit(max_records)
 
 
+def single_threaded_duckdb() -> Any:
+    """Splink's DuckDB backend on one thread: DuckDB sums in the order its threads finish,
+    so with several the trained m/u values (and every match weight after them) differed in
+    the last bits between two runs on the same rows; the same input must give the same
+    tables (a resumed run's equal to an uninterrupted one's)."""
+    import duckdb
+    from splink import DuckDBAPI
+
+    connection = duckdb.connect()
+    connection.execute("SET threads TO 1")
+    return DuckDBAPI(connection=connection)
+
+
 def train_model(
     pdf: Any, cfg: StitchConfig, rules: Rules, comparisons: list[Any], prior: float, seed: int
 ) -> dict[str, Any]:
     """Splink's u (random sampling) and m (EM per training rule) on a bounded sample, on
     Splink's DuckDB backend in the driver (7-9 s at the reference scale here), so the
     cost of training does not grow with the data; see docs/stitch.md."""
-    from splink import DuckDBAPI, Linker
+    from splink import Linker
 
     log.info("stitch: training on %d sampled records, EM rules %s", len(pdf), rules.training)
     settings = _settings_dict([], prior, "duckdb", term_frequencies=False, comparisons=comparisons)
-    linker = Linker(pdf, settings, DuckDBAPI())
+    linker = Linker(pdf, settings, single_threaded_duckdb())
     _quiet_splink()
     linker.training.estimate_u_using_random_sampling(max_pairs=cfg.u_max_pairs, seed=seed)
     for i, fields in enumerate(rules.training):
@@ -510,9 +523,7 @@ def probabilistic_links(
     if in_driver:
         # The sample above is every record: score on the frame the driver already holds
         # (Splink on DuckDB) instead of Spark's jobs and Parquet lineage breaks.
-        from splink import DuckDBAPI
-
-        linker = Linker(pdf, model, DuckDBAPI())
+        linker = Linker(pdf, model, single_threaded_duckdb())
         _quiet_splink()
         scored = linker.inference.predict(
             threshold_match_probability=cfg.match_threshold
