@@ -116,6 +116,7 @@ class TableStore:
         self.pinned: dict[str, int] = {}  # table -> version every read of it sees
         self.written: dict[str, int] = {}  # table -> version this store wrote last
         self._published: dict[str, int] | None = None
+        self._own: dict[str, int] | None = None  # what this run's stages published
 
     def path(self, name: str) -> str:
         """The storage path of a table."""
@@ -144,7 +145,9 @@ class TableStore:
         if version is None and not name.startswith(f"{META}."):
             # this run's own earlier stages first (a resumed run reads what it wrote,
             # not a later run's), then the newest publication, then the newest version
-            version = (self.published_by(self.run_id) or {}).get(name)
+            if self._own is None:
+                self._own = self.published_by(self.run_id) or {}
+            version = self._own.get(name)
             if version is None:
                 version = self.published().get(name)
             if version is None:

@@ -232,15 +232,16 @@ def log_and_register_spark_model(
 ) -> str | None:
     """Log a fitted pyspark.ml PipelineModel to the run and register it as ``name``;
     returns the version (None with tracking off). A version this custseg run id registered
-    before (an attempt killed before it finished) is reused, not registered again. The
-    alias is moved by ``set_model_alias`` once the stage's tables are published."""
+    before is reused, not registered again, while no attempt of the stage has finished (a
+    killed attempt's); a forced rerun of a finished stage registers its own. The alias is
+    moved by ``set_model_alias`` once the stage's tables are published."""
     if not run.mlflow_run_id:
         return None
     import mlflow.spark
 
     client = MlflowClient()
     earlier = [v for v in client.search_model_versions(f"name = '{name}'") if v.tags.get(RUN_TAG) == run.id]
-    if earlier:
+    if earlier and not _stage_finished_before(client, run):
         version = str(max(int(v.version) for v in earlier))
         log.info("reusing %s version %s registered by an earlier attempt of run %s", name, version, run.id)
         return version
@@ -251,6 +252,22 @@ def log_and_register_spark_model(
     client.set_model_version_tag(name, version, RUN_TAG, run.id)
     log.info("registered %s version %s", name, version)
     return version
+
+
+def _stage_finished_before(client: MlflowClient, run: StageRun) -> bool:
+    """Whether an earlier MLflow run of this stage and custseg run id finished (candidate
+    runs nested in a stage run do not count)."""
+    experiment_id = client.get_run(str(run.mlflow_run_id)).info.experiment_id
+    finished = client.search_runs(
+        [experiment_id],
+        filter_string=(
+            f"tags.`{RUN_TAG}` = '{run.id}' and tags.`{STAGE_TAG}` = '{run.stage}' "
+            "and attributes.status = 'FINISHED'"
+        ),
+    )
+    return any(
+        "custseg.candidate" not in r.data.tags and r.info.run_id != run.mlflow_run_id for r in finished
+    )
 
 
 def set_model_alias(name: str, alias: str, version: str) -> None:
