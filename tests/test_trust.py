@@ -23,9 +23,9 @@ from pyspark.sql import functions as F
 
 import custseg.pipeline as pipeline
 from custseg.config import Config, load_config
-from custseg.lease import LEASES, SCHEMA, Lease, LeaseHeldError, _now, holding
+from custseg.lease import LEASES, SCHEMA, Lease, LeaseHeldError, holding
 from custseg.pipeline import StageContext, run_stage
-from custseg.tables import STAGE_RUNS, TableStore
+from custseg.tables import STAGE_RUNS, TableStore, utc_now
 from custseg.tracking import RUN_TAG, STAGE_TAG, log_and_register_spark_model, pipeline_parent, pipeline_run
 
 from .conftest import ROOT, TEST_CONF, Tiny, temp_overrides
@@ -145,7 +145,7 @@ def test_a_rerun_reuses_the_model_version_it_registered(spark: SparkSession, cfg
 def test_lease_holder_expiry_and_dead_owner(spark: SparkSession, tmp_path: Path) -> None:
     wh = str(tmp_path / "wh")
     store = TableStore(spark, wh, run_id="mine")
-    now = _now()
+    now = utc_now()
     held = spark.createDataFrame(
         [("warehouse", "other-run@elsewhere:123", "other-run", now, now + timedelta(minutes=5))], SCHEMA
     )

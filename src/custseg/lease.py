@@ -19,13 +19,12 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from delta.tables import DeltaTable
-from pyspark.errors import PySparkException
 from pyspark.sql import functions as F
 
-from custseg.tables import TableStore, is_conflict
+from custseg.tables import TableStore, retry_conflicts, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +39,6 @@ class LeaseHeldError(RuntimeError):
 
 class LeaseLostError(RuntimeError):
     """This run's hold expired before it could be renewed and another run took it."""
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def owner_of(run_id: str) -> str:
@@ -66,10 +61,6 @@ def _gone(owner: str) -> bool:
     return False
 
 
-def _is_conflict(exc: Exception) -> bool:
-    return is_conflict(exc) or "FileAlreadyExists" in f"{type(exc).__name__} {exc}"
-
-
 class Lease:
     """The hold of ``owner`` on ``name`` (default: the whole warehouse)."""
 
@@ -85,17 +76,12 @@ class Lease:
     def _ensure_table(self) -> None:
         spark = self.tables.spark
         path = self.tables.path(LEASES)
-        for attempt in range(_CONFLICT_TRIES):
-            if DeltaTable.isDeltaTable(spark, path):
-                return
-            try:  # two runs may create it at once: Delta lets one commit version 0
+
+        def create() -> None:  # two runs may create it at once: Delta lets one commit version 0
+            if not DeltaTable.isDeltaTable(spark, path):
                 spark.createDataFrame([], SCHEMA).write.format("delta").mode("append").save(path)
-                return
-            except Exception as exc:  # noqa: BLE001 - the other run created it first
-                if not _is_conflict(exc) or attempt == _CONFLICT_TRIES - 1:
-                    raise
-                log.debug("lease table created by another run: %s", type(exc).__name__)
-                time.sleep(0.2 * (attempt + 1))
+
+        retry_conflicts(create, LEASES, tries=_CONFLICT_TRIES, pause=0.2)
 
     def holder(self) -> tuple[str, datetime] | None:
         """The current holder and its expiry, or None."""
@@ -109,7 +95,7 @@ class Lease:
         return (row["owner"], row["expires_at"]) if row else None
 
     def _try_take(self) -> bool:
-        now = _now()
+        now = utc_now()
         current = self.holder()
         stale = current[0] if current and _gone(current[0]) else ""
         src = self.tables.spark.createDataFrame(
@@ -119,20 +105,13 @@ class Lease:
         free = (F.col("t.expires_at") < F.lit(now)) | (F.col("t.owner") == F.col("s.owner"))
         if stale:
             free = free | (F.col("t.owner") == F.lit(stale))
-        for attempt in range(_CONFLICT_TRIES):
-            try:
-                (
-                    target.alias("t")
-                    .merge(src.alias("s"), "t.name = s.name")
-                    .whenMatchedUpdateAll(condition=free)
-                    .whenNotMatchedInsertAll()
-                    .execute()
-                )
-                break
-            except (PySparkException, Exception) as exc:  # noqa: BLE001 - Delta conflicts
-                if not _is_conflict(exc) or attempt == _CONFLICT_TRIES - 1:
-                    raise
-                time.sleep(0.2 * (attempt + 1))
+        merge = (
+            target.alias("t")
+            .merge(src.alias("s"), "t.name = s.name")
+            .whenMatchedUpdateAll(condition=free)
+            .whenNotMatchedInsertAll()
+        )
+        retry_conflicts(merge.execute, LEASES, tries=_CONFLICT_TRIES, pause=0.2)
         now_holder = self.holder()
         return now_holder is not None and now_holder[0] == self.owner
 
@@ -172,16 +151,9 @@ class Lease:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        for attempt in range(_CONFLICT_TRIES):
-            try:
-                DeltaTable.forPath(self.tables.spark, self.tables.path(LEASES)).delete(
-                    (F.col("name") == self.name) & (F.col("owner") == self.owner)
-                )
-                return
-            except Exception as exc:  # noqa: BLE001 - Delta conflicts
-                if not _is_conflict(exc) or attempt == _CONFLICT_TRIES - 1:
-                    raise
-                time.sleep(0.2 * (attempt + 1))
+        table = DeltaTable.forPath(self.tables.spark, self.tables.path(LEASES))
+        mine = (F.col("name") == self.name) & (F.col("owner") == self.owner)
+        retry_conflicts(lambda: table.delete(mine), LEASES, tries=_CONFLICT_TRIES, pause=0.2)
 
 
 _held: dict[str, Lease] = {}  # warehouses this process holds (a pipeline's stages nest)

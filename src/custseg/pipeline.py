@@ -17,14 +17,13 @@ import logging
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from pyspark.sql import SparkSession
 
 from custseg.config import Config
 from custseg.lease import check_held, holding
 from custseg.session import build_session
-from custseg.tables import TableStore, check_run_id
+from custseg.tables import TableStore, check_run_id, utc_now
 from custseg.tracking import StageRun, new_run_id, pipeline_parent, pipeline_run
 
 log = logging.getLogger(__name__)
@@ -101,14 +100,14 @@ def run_stage(cfg: Config, stage: str, run_id: str, force: bool = False) -> Stag
     check_run_id(run_id)
     with _hold(cfg, run_id):
         spark = build_session(cfg.spark)
-        if not force and TableStore(spark, cfg.storage.warehouse, run_id=run_id).finished(stage):
+        tables = TableStore(spark, cfg.storage.warehouse, run_id=run_id)
+        if not force and tables.finished(stage):
             log.info(
                 "stage %s of run %s already finished; nothing to do (--force runs it again)", stage, run_id
             )
             return None
-        started = datetime.now(UTC).replace(tzinfo=None)
+        started = utc_now()
         with pipeline_run(cfg, stage=stage, run_id=run_id) as run:
-            tables = TableStore(spark, cfg.storage.warehouse, run_id=run.id)
             tables.pin_reads_of(stage)  # a forced rerun reads what the first attempt read
             ctx = StageContext(cfg=cfg, spark=spark, tables=tables, run=run)
             fn(ctx)

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from delta.tables import DeltaTable
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,13 @@ def check_run_id(run_id: str) -> str:
 
 
 CONFLICT_TRIES = 5
-_CONFLICTS = ("Concurrent", "ProtocolChanged", "MetadataChanged")
+# FileAlreadyExists: two writers creating one table's version 0 at once
+_CONFLICTS = ("Concurrent", "ProtocolChanged", "MetadataChanged", "FileAlreadyExists")
+
+
+def utc_now() -> datetime:
+    """Now in UTC, without a zone (Spark's timestamp; custseg's sessions run in UTC)."""
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def is_conflict(exc: BaseException) -> bool:
@@ -66,7 +72,9 @@ def is_conflict(exc: BaseException) -> bool:
     return any(kind in text for kind in _CONFLICTS)
 
 
-def retry_conflicts(commit: Callable[[], object], name: str, tries: int = CONFLICT_TRIES) -> None:
+def retry_conflicts(
+    commit: Callable[[], object], name: str, tries: int = CONFLICT_TRIES, pause: float = 0.5
+) -> None:
     """Run one idempotent commit (an overwrite, a ``replaceWhere`` append, a MERGE of the
     same rows), again after a Delta concurrency conflict, up to ``tries`` times. Another
     writer should not be there (``custseg.lease``), but a user's own job may be."""
@@ -78,7 +86,19 @@ def retry_conflicts(commit: Callable[[], object], name: str, tries: int = CONFLI
             if not is_conflict(exc) or attempt == tries - 1:
                 raise
             log.warning("%s: a concurrent commit came first (%s); trying again", name, type(exc).__name__)
-            time.sleep(0.5 * (attempt + 1))
+            time.sleep(pause * (attempt + 1))
+
+
+def _newest_writes(rows: list[Row]) -> dict[str, int] | None:
+    """Table -> version from the ``writes`` of the published ones of ``rows`` (oldest
+    first, so the newest wins); None without rows."""
+    if not rows:
+        return None
+    out: dict[str, int] = {}
+    for row in rows:
+        if row["status"] in PUBLISHED_STATUSES:
+            out.update({k: int(v) for k, v in (row["writes"] or {}).items()})
+    return out
 
 
 class TableNotFoundError(LookupError):
@@ -163,32 +183,20 @@ class TableStore:
         """Table -> the version the newest finished stage run wrote (``meta.stage_runs``),
         read once per store: one small collect, a row per stage run."""
         if self._published is None:
-            self._published = {}
-            if self.exists(STAGE_RUNS):
-                rows = (
-                    self.read(STAGE_RUNS)
-                    .where(F.col("status").isin(*PUBLISHED_STATUSES))
-                    .orderBy("finished_at")
-                    .select("writes")
-                    .collect()
-                )
-                for row in rows:
-                    self._published.update({k: int(v) for k, v in (row["writes"] or {}).items()})
+            self._published = _newest_writes(self._stage_runs(F.lit(True))) or {}
         return self._published
 
     def published_by(self, run_id: str) -> dict[str, int] | None:
         """Table -> the version ``run_id``'s finished stage runs published; None when the
         run has no row in ``meta.stage_runs`` (its tables were written outside stages)."""
+        return _newest_writes(self._stage_runs(F.col("run_id") == run_id))
+
+    def _stage_runs(self, where: Column) -> list[Row]:
+        """The rows of ``meta.stage_runs`` that ``where`` selects, oldest first (a row per
+        stage run: few); none before the first stage published."""
         if not self.exists(STAGE_RUNS):
-            return None
-        rows = self.read(STAGE_RUNS).where(F.col("run_id") == run_id).orderBy("finished_at").collect()
-        if not rows:
-            return None
-        out: dict[str, int] = {}
-        for row in rows:
-            if row["status"] in PUBLISHED_STATUSES:
-                out.update({k: int(v) for k, v in (row["writes"] or {}).items()})
-        return out
+            return []
+        return self.read(STAGE_RUNS).where(where).orderBy("finished_at").collect()
 
     def pin_reads_of(self, stage: str) -> None:
         """Pin the versions an earlier attempt of this stage and run id read (a forced
@@ -216,7 +224,7 @@ class TableStore:
         wrote. Readers see the writes from now on."""
         if status not in PUBLISHED_STATUSES:
             raise ValueError(f"status {status!r}: expected one of {PUBLISHED_STATUSES}")
-        now = datetime.now(UTC).replace(tzinfo=None)
+        now = utc_now()
         row = {
             "stage": stage,
             "run_id": self.run_id,

@@ -170,14 +170,7 @@ def _mark_killed(experiment_id: str, run_id: str, stage: str) -> None:
     """Earlier attempts of this stage of this run still RUNNING were killed (this process
     holds the warehouse, so no other runs them): mark them KILLED."""
     client = MlflowClient()
-    stale = client.search_runs(
-        [experiment_id],
-        filter_string=(
-            f"tags.`{RUN_TAG}` = '{run_id}' and tags.`{STAGE_TAG}` = '{stage}' "
-            "and attributes.status = 'RUNNING'"
-        ),
-    )
-    for attempt in stale:
+    for attempt in _stage_attempts(client, experiment_id, run_id, stage, "RUNNING"):
         client.set_terminated(attempt.info.run_id, status="KILLED")
         log.warning(
             "stage %s of run %s: an earlier attempt (MLflow %s) was killed",
@@ -258,15 +251,25 @@ def _stage_finished_before(client: MlflowClient, run: StageRun) -> bool:
     """Whether an earlier MLflow run of this stage and custseg run id finished (candidate
     runs nested in a stage run do not count)."""
     experiment_id = client.get_run(str(run.mlflow_run_id)).info.experiment_id
-    finished = client.search_runs(
-        [experiment_id],
-        filter_string=(
-            f"tags.`{RUN_TAG}` = '{run.id}' and tags.`{STAGE_TAG}` = '{run.stage}' "
-            "and attributes.status = 'FINISHED'"
-        ),
-    )
+    finished = _stage_attempts(client, experiment_id, run.id, run.stage, "FINISHED")
     return any(
         "custseg.candidate" not in r.data.tags and r.info.run_id != run.mlflow_run_id for r in finished
+    )
+
+
+def _stage_attempts(
+    client: MlflowClient, experiment_id: str, run_id: str, stage: str, status: str
+) -> list[Run]:
+    """The MLflow runs of ``stage`` under custseg run ``run_id`` with ``status`` (the
+    stage's attempts and the candidate runs nested in them)."""
+    return list(
+        client.search_runs(
+            [experiment_id],
+            filter_string=(
+                f"tags.`{RUN_TAG}` = '{run_id}' and tags.`{STAGE_TAG}` = '{stage}' "
+                f"and attributes.status = '{status}'"
+            ),
+        )
     )
 
 
