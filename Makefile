@@ -53,7 +53,7 @@ demo: $(JARS_READY)
 	echo; cat "$$(setting report.dir)/$$run_id/summary.txt"; echo; \
 	echo "Delta tables:         $$(setting storage.warehouse)"; \
 	echo "Compare with a run:   $(BIN)/python jobs/compare.py OTHER_RUN_ID $$run_id --conf $(DEMO_CONF)"; \
-	echo "Open the MLflow UI:   $(BIN)/mlflow ui --backend-store-uri $$(setting tracking.uri)"
+	echo "Open the MLflow UI:   $(BIN)/mlflow ui --host 127.0.0.1 --backend-store-uri $$(setting tracking.uri)"
 
 bench: $(JARS_READY)
 	$(BIN)/python bench/generate.py --preset reference

@@ -156,7 +156,8 @@ def review() -> list:
             "# Review identity matches\n\n"
             "The records stitching sent to review and the merges that rest on a weak probabilistic link, with "
             "their match weights. No identity value (name, email, phone, address, birth date) is shown: records "
-            "appear by a pseudonymous record key (a hash of source system and id), customers by `customer_id`."
+            "appear by a pseudonymous record key (the HMAC of source system and id under the deployment's key, as "
+            "custseg's other pseudonyms), customers by `customer_id`."
         ),
         new_code_cell(
             '# parameters\nconf = "conf/local.yaml"\nwarehouse = "./data/warehouse"\n'
@@ -170,7 +171,8 @@ def review() -> list:
             "tables = TableStore(spark, cfg.storage.warehouse, run_id=run_id)\n"
             'versions = runs.table_versions(tables, run_id, ["silver.identity_map", "silver.identity_links"])\n'
             'imap = runs.read_as_written(tables, "silver.identity_map", versions)\n'
-            'record = F.sha2(F.concat_ws("|", "source_system", "source_id"), 256).substr(1, 12)\n'
+            "from custseg.privacy import pseudonym, pseudonym_key, source_key\n"
+            'record = pseudonym(source_key("source_system", "source_id"), pseudonym_key(cfg.privacy)).substr(1, 12)\n'
             'queue = imap.where(F.col("review_reason").isNotNull())\n'
             'by_reason = queue.groupBy("review_reason").count().orderBy(F.desc("count")).toPandas()\n'
             'print("REVIEW QUEUE", int(by_reason["count"].sum()) if len(by_reason) else 0)\n'

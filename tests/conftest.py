@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,10 @@ from custseg.session import build_session
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_CONF = ROOT / "conf" / "test.yaml"
+# One pseudonym key for the suite and the spark-submit runs it starts (they inherit the
+# environment), so runs compared with each other give the same customer ids.
+TEST_PSEUDONYM_KEY = "custseg-test-pseudonym-key-not-a-secret"
+os.environ["CUSTSEG_PSEUDONYM_KEY"] = TEST_PSEUDONYM_KEY
 
 
 def temp_overrides(tmp: Path) -> list[str]:
@@ -28,6 +33,7 @@ def temp_overrides(tmp: Path) -> list[str]:
         f"generate.output_dir={tmp / 'generated'}",
         f"spark.checkpoint_dir={tmp / 'checkpoints'}",
         f"report.dir={tmp / 'reports'}",
+        f"privacy.key_file={tmp / 'pseudonym.key'}",
     ]
 
 

@@ -571,3 +571,29 @@ def test_source_config_needs_a_location() -> None:
         SourceConfig(name="x", format="csv")
     with pytest.raises(ValueError, match="jdbc needs jdbc_url and jdbc_table"):
         SourceConfig(name="x", format="jdbc")
+
+
+def test_quarantined_identity_records_are_masked_and_old_ones_expire(
+    spark: SparkSession, tiny: Tiny, ingested: Ingested, tmp_path: Path
+) -> None:
+    """An identity row in quarantine shows only the fields that find it in its source
+    (``ingest.quarantine_identity_fields``), every other field as ``***``: no name or email
+    of the world is in it. Quarantine rows older than ``quarantine_max_age_days`` are
+    deleted at the next ingest (here on a copy of the table)."""
+    from custseg.ingest.job import QUARANTINE, expire_quarantine
+
+    q = delta(ingested.store, QUARANTINE)
+    identity = [json.loads(r) for r in q.loc[q["table"] == "identity_records", "raw_record"]]
+    assert len(identity) >= 5
+    clear = set(ingested.cfg.ingest.quarantine_identity_fields)
+    masked = [k for record in identity for k, v in record.items() if k not in clear and v is not None]
+    assert masked and all(record[k] in (None, "***") for record in identity for k in record if k not in clear)
+    assert all(record["source_id"] for record in identity if record.get("source_id") is not None)
+    people = set(tiny.people["last_name"]) | set(tiny.people["email"].dropna())
+    assert not [v for record in identity for v in record.values() if v in people]
+    shutil.copytree(ingested.store.path(QUARANTINE), tmp_path / "warehouse" / "bronze" / "quarantine")
+    copy = TableStore(spark, str(tmp_path / "warehouse"), run_id="expire")
+    expire_quarantine(copy, 1)  # younger than a day: kept
+    assert copy.read(QUARANTINE, version=copy.latest_version(QUARANTINE)).count() == len(q)
+    expire_quarantine(copy, 0)
+    assert copy.read(QUARANTINE, version=copy.latest_version(QUARANTINE)).count() == 0

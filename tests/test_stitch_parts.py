@@ -5,6 +5,7 @@ ids and the truth scores."""
 from __future__ import annotations
 
 import hashlib
+import hmac
 import random
 from datetime import date, datetime
 
@@ -24,6 +25,14 @@ from custseg.stitch.quality import stitch_scores
 from custseg.stitch.standardise import standardise_records
 
 from . import stitch_reference as reference
+
+KEY = b"test-pseudonym-key-0123456789"
+
+
+def digest(rid: str) -> str:
+    """A content id by hand: the prefix and the first 16 hex digits of the HMAC-SHA256."""
+    return "C" + hmac.new(KEY, rid.encode(), hashlib.sha256).hexdigest()[:16]
+
 
 CFG = StitchConfig()
 RECORD_SCHEMA = (
@@ -150,7 +159,7 @@ def test_deterministic_guards(spark: SparkSession) -> None:
         ],
     ]
     std = standardise_records(records(spark, rows), CFG)
-    result = deterministic_links(std, CFG)
+    result = deterministic_links(std, CFG, KEY)
     links = {(r["rid_l"], r["rid_r"]): r["keys"] for r in result.links.collect()}
     assert links == {("web:a1", "web:a2"): ["email"], ("web:a2", "web:a3"): ["phone"]}
     guarded = {(r["key"], r["reason"], r["n_records"]) for r in result.guarded_keys.collect()}
@@ -158,7 +167,12 @@ def test_deterministic_guards(spark: SparkSession) -> None:
         ("phone", "conflicting_holders", 2),
         ("email", "too_many_records", CFG.max_key_records + 1),
     }
-    assert all(len(r["value_hash"]) == 64 for r in result.guarded_keys.collect())  # hashed, no raw value
+    # no raw value: the HMAC of the standardised value under the key (hmac, by hand)
+    hashes = {r["key"]: r["value_hash"] for r in result.guarded_keys.collect()}
+    assert hashes == {
+        "phone": hmac.new(KEY, b"+442071234567", hashlib.sha256).hexdigest(),
+        "email": hmac.new(KEY, b"info@shop.example", hashlib.sha256).hexdigest(),
+    }
 
 
 def test_conflicting_links_by_hand(spark: SparkSession) -> None:
@@ -388,16 +402,16 @@ def test_ids_are_kept_merged_and_split(spark: SparkSession) -> None:
         ],
         "rid string, component string",
     )
-    result = assign_ids(clusters, "C", prev)
+    result = assign_ids(clusters, "C", prev, key=KEY)
     ids = dict(result.ids.select("rid", "customer_id").collect())
     assert ids["web:a"] == ids["web:b"] == ids["web:c"] == "C_OLD1"
     assert ids["web:d"] == ids["web:e"] == "C_OLD3"
-    fresh = assign_ids(clusters, "C").ids
+    fresh = assign_ids(clusters, "C", key=KEY).ids
     content = dict(fresh.select("rid", "customer_id").collect())
     assert ids["web:f"] == content["web:f"] and ids["web:g"] == content["web:g"]
-    # the content id: the prefix and the first 16 hex digits of SHA-256 of the smallest record
-    assert content["web:a"] == content["web:b"] == "C" + hashlib.sha256(b"web:a").hexdigest()[:16]
-    assert content["web:g"] == "C" + hashlib.sha256(b"web:g").hexdigest()[:16]
+    # the content id: the prefix and the first 16 hex digits of the smallest record's HMAC
+    assert content["web:a"] == content["web:b"] == digest("web:a")
+    assert content["web:g"] == digest("web:g")
     changes = {
         (r["old_customer_id"], r["new_customer_id"], r["n_records"], r["change"])
         for r in result.changes.collect()
@@ -410,7 +424,6 @@ def test_a_split_never_reissues_an_old_id(spark: SparkSession) -> None:
     id of its smallest record a; now {b, c} keeps the id and {a} is alone, so a's content
     id is the old id again. {a} must get another id, and the split must be logged. An id
     retired by an earlier merge (x's content id) is not given again either."""
-    digest = lambda rid: "C" + hashlib.sha256(rid.encode()).hexdigest()[:16]  # noqa: E731
     old = digest("web:a")
     prev = spark.createDataFrame(
         [("web", "a", old), ("web", "b", old), ("web", "c", old)],
@@ -421,7 +434,7 @@ def test_a_split_never_reissues_an_old_id(spark: SparkSession) -> None:
         "rid string, component string",
     )
     retired = spark.createDataFrame([(digest("web:x"),)], "customer_id string")
-    result = assign_ids(clusters, "C", prev, retired, salt="run-2")
+    result = assign_ids(clusters, "C", prev, retired, salt="run-2", key=KEY)
     ids = dict(result.ids.select("rid", "customer_id").collect())
     assert ids["web:b"] == ids["web:c"] == old
     assert ids["web:a"] != old and ids["web:a"] == digest("web:a#run-2")

@@ -10,6 +10,16 @@ from collections.abc import Sequence
 from custseg.config import Config, load_config
 
 
+def run_id_arg(text: str) -> str:
+    """argparse type of a run id: checked here, before it reaches MLflow or a path."""
+    from custseg.tables import check_run_id
+
+    try:
+        return check_run_id(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def base_parser(description: str) -> argparse.ArgumentParser:
     """A parser with the options every job takes: --conf, --set, --run-id."""
     parser = argparse.ArgumentParser(description=description)
@@ -21,7 +31,12 @@ def base_parser(description: str) -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a config key, e.g. --set spark.master=local[2] (repeatable)",
     )
-    parser.add_argument("--run-id", default=None, help="reuse a run id (a rerun replaces its output)")
+    parser.add_argument(
+        "--run-id",
+        default=None,
+        type=run_id_arg,
+        help="reuse a run id (a rerun replaces its output); letters, digits and _.:- only",
+    )
     parser.add_argument(
         "--force",
         action="store_true",

@@ -4,7 +4,9 @@ A config file may name a base file with ``extends: other.yaml`` (relative to its
 base is loaded first and the file's keys are merged over it. ``--set a.b.c=value``
 overrides are applied last; their values are parsed as YAML (``true``, ``3``, ``[1, 2]``).
 String values may reference environment variables as ``${NAME}`` so that secrets never
-live in ``conf/``.
+live in ``conf/``. What is logged (MLflow params, the ``config.yaml`` artifact) is
+``Config.loggable()``: the config as written, ``${NAME}`` left unexpanded, with secrets
+redacted (``redact``; docs/security.md).
 """
 
 from __future__ import annotations
@@ -17,7 +19,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from custseg.expressions import NAME, UnsafeExpressionError, safe_expression
 
 
 class ConfigError(ValueError):
@@ -85,6 +97,48 @@ class RunConfig(_Section):
         ge=0,
         description="How long a run waits for another run's hold on the warehouse to end before "
         "stopping with a message naming the holder (0: stop at once).",
+    )
+
+
+_INTERVAL = r"^interval \d+ (hours|days|weeks)$"
+
+
+class PrivacyConfig(_Section):
+    """Pseudonymisation, erasure and retention (docs/security.md)."""
+
+    key_env: str = Field(
+        "CUSTSEG_PSEUDONYM_KEY",
+        description="Environment variable holding the secret key of every pseudonym (HMAC-SHA256 of "
+        "identity-derived keys and customer ids).",
+    )
+    require_key: bool = Field(
+        False,
+        description="Stop when the key_env variable is not set (conf/cluster.yaml). Off: local mode "
+        "creates a random key in key_file, with a warning.",
+    )
+    key_file: str = Field(
+        "./data/pseudonym.key",
+        description="Local mode's key when key_env is not set (created once, mode 0600). Losing it "
+        "changes every customer id at the next stitch.",
+    )
+    log_retention: str = Field(
+        "interval 30 days",
+        pattern=_INTERVAL,
+        description="delta.logRetentionDuration of every table: how long the Delta log (time travel "
+        "metadata) is kept.",
+    )
+    deleted_file_retention: str = Field(
+        "interval 7 days",
+        pattern=_INTERVAL,
+        description="delta.deletedFileRetentionDuration of every table: how long files a newer version "
+        "replaced stay readable by time travel; VACUUM removes them after that.",
+    )
+    vacuum_retention_hours: float = Field(
+        168.0,
+        ge=0,
+        description="Retention VACUUM uses in jobs/forget.py (erased rows stay in replaced files, "
+        "readable by time travel, for this long). Below 168 Delta's safety check is turned off for "
+        "the VACUUM: a reader of an older version at the same time may fail.",
     )
 
 
@@ -160,6 +214,11 @@ class SourceConfig(_Section):
     name: str = Field(description="Short name, used in quarantine rows and metrics.")
     format: Literal["csv", "json", "parquet", "delta", "jdbc"]
     path: str | None = Field(None, description="File or folder, relative to ingest.raw_dir.")
+    absolute: bool = Field(
+        False,
+        description="path may be absolute or a URI (s3a://...) outside ingest.raw_dir; off, a path "
+        "that leaves raw_dir (absolute, a URI or '..') is an error.",
+    )
     columns: dict[str, str] = Field(
         default_factory=dict, description="Source column -> contract column renames."
     )
@@ -192,6 +251,14 @@ class SourceConfig(_Section):
                 raise ValueError(f"source {self.name!r}: jdbc needs jdbc_url and jdbc_table")
         elif not self.path:
             raise ValueError(f"source {self.name!r}: {self.format} needs a path")
+        elif not self.absolute:
+            path = str(self.path)
+            parts = Path(path).parts
+            if os.path.isabs(path) or "://" in path or ".." in parts:
+                raise ValueError(
+                    f"source {self.name!r}: path {path!r} leaves ingest.raw_dir; give a path inside it, "
+                    "or say absolute: true to read from anywhere"
+                )
         return self
 
 
@@ -266,6 +333,18 @@ class IngestConfig(_Section):
         description="Largest share of a source's rows (quarantined / read) ingest accepts; above "
         "it the stage stops with the figures before the table is written (a wrong date "
         "format or a shifted column rejects most rows). A source's own max_reject_rate wins.",
+    )
+    quarantine_max_age_days: int | None = Field(
+        90,
+        ge=0,
+        description="Quarantine rows first quarantined longer ago than this are deleted at the start "
+        "of ingest (their raw text may hold personal data); null keeps them.",
+    )
+    quarantine_identity_fields: list[str] = Field(
+        ["source_system", "source_id", "created_at", "updated_at"],
+        description="Fields of an identity record shown in clear in bronze.quarantine's raw_record "
+        "(what finds the record in its source system to fix it); every other field is masked as "
+        "'***' and the raw line is not kept.",
     )
     refund_id_pattern: str = Field(
         "^R", description="Regex on transaction_id marking refunds (the only negative amounts)."
@@ -842,6 +921,27 @@ class SegmentConfig(_Section):
     """Stage ``segment``: gold.customer_features -> k-prototypes segments, chosen by
     silhouette and bootstrap stability, with MLlib comparators, registered in MLflow."""
 
+    @field_validator("numeric_features", "log_features", "categorical_features")
+    @classmethod
+    def _plain_names(cls, names: list[str]) -> list[str]:
+        bad = [n for n in names if not NAME.match(n)]
+        if bad:
+            raise ValueError(f"{bad}: a feature name is letters, digits and _ (it becomes a SQL column)")
+        return names
+
+    @field_validator("derived")
+    @classmethod
+    def _safe_derived(cls, derived: dict[str, str]) -> dict[str, str]:
+        out = {}
+        for name, text in derived.items():
+            if not NAME.match(name):
+                raise ValueError(f"derived name {name!r}: letters, digits and _ only")
+            try:
+                out[name] = safe_expression(text)
+            except UnsafeExpressionError as err:
+                raise ValueError(f"derived {name!r}: {err}") from None
+        return out
+
     features_table: str = Field(
         "gold.customer_features", description="Feature table (customer_id, snapshot_date)."
     )
@@ -851,6 +951,7 @@ class SegmentConfig(_Section):
     )
     derived: dict[str, str] = Field(
         dict(SEGMENT_DERIVED),
+        validate_default=True,
         description="Spark SQL expressions over the feature table, computed first (saved with the model); "
         "a name that is also a feature column replaces it (how nulls are filled).",
     )
@@ -1236,6 +1337,10 @@ class Config(_Section):
     clv: ClvConfig = ClvConfig()
     insights: InsightsConfig = InsightsConfig()
     report: ReportConfig = ReportConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
+
+    # (path) -> value as written, for values that referenced ${NAME} (see loggable())
+    _written: dict[tuple[str, ...], Any] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _check_invariants(self) -> Config:
@@ -1249,8 +1354,21 @@ class Config(_Section):
         return self
 
     def flat(self) -> dict[str, Any]:
-        """The config as ``{"a.b.c": value}``, for MLflow params."""
+        """The config as ``{"a.b.c": value}`` (values expanded: not for logging)."""
         return flatten(self.model_dump(mode="json"))
+
+    def loggable(self) -> dict[str, Any]:
+        """The config as written, for MLflow: ``${NAME}`` references unexpanded and every
+        secret redacted (``redact``)."""
+        tree: dict[str, Any] = self.model_dump(mode="json")
+        for path, written in self._written.items():
+            node: Any = tree
+            for part in path[:-1]:
+                node = node.get(part) if isinstance(node, dict) else None
+            if isinstance(node, dict) and path[-1] in node:
+                node[path[-1]] = written
+        out: dict[str, Any] = redact(tree)
+        return out
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -1266,6 +1384,44 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+# A key naming a secret: its value is never logged nor echoed in an error.
+SECRET_NAME = re.compile(
+    r"(?i)(password|passwd|pwd|secret|token|credential|keytab|api_?key|access[._-]?key|"
+    r"private[._-]?key|(^|[._-])key$)"
+)
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]*@")
+_SECRET_PARAM = re.compile(r"(?i)\b(password|passwd|pwd|secret|token|user|username|key)=[^&;,\s]*")
+REDACTED = "***"
+
+
+def redact_text(text: str) -> str:
+    """``text`` with a URI's user info and secret query parameters (``password=...``)
+    replaced by ``***``: for any value that may be a URL (tracking URI, JDBC URL)."""
+    text = _USERINFO.sub(rf"\1{REDACTED}@", text)
+    return _SECRET_PARAM.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
+
+
+def is_secret_key(path: Sequence[Any]) -> bool:
+    """Whether a config path names a secret: a key in it matches ``SECRET_NAME``, or it is
+    a reader option of a source (JDBC options carry credentials)."""
+    names = [str(p) for p in path]
+    if any(SECRET_NAME.search(n) for n in names):
+        return True
+    return "options" in names[:-1] and names[0] == "ingest"
+
+
+def redact(tree: Any, path: tuple[str, ...] = ()) -> Any:
+    """A copy of a config tree with secrets replaced by ``***`` (``is_secret_key``) and
+    URIs' user info and secret parameters removed (``redact_text``)."""
+    if isinstance(tree, Mapping):
+        return {k: redact(v, (*path, str(k))) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [redact(v, path) for v in tree]
+    if path and is_secret_key(path) and tree not in (None, "", {}, []):
+        return REDACTED
+    return redact_text(tree) if isinstance(tree, str) else tree
 
 
 def _expand_env(value: Any, source: str, key: str) -> Any:
@@ -1294,7 +1450,11 @@ def _read_yaml(path: Path, chain: Sequence[Path] = ()) -> list[tuple[str, dict[s
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        # the position and the problem, never the offending line (it may hold a secret)
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     base = data.pop("extends", None)
@@ -1305,18 +1465,33 @@ def _read_yaml(path: Path, chain: Sequence[Path] = ()) -> list[tuple[str, dict[s
     return layers
 
 
+def _record_written(value: Any, path: tuple[str, ...], written: dict[tuple[str, ...], Any]) -> None:
+    """Remember, by path, every value under ``path`` that references ``${NAME}``, as written
+    (what is logged instead of the expanded value); forget what an earlier layer set there."""
+    for old in [p for p in written if p[: len(path)] == path]:
+        del written[old]
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _record_written(v, (*path, str(k)), written)
+    elif _ENV_REF.search(str(value)):
+        written[path] = value
+
+
 def _merge(
     target: dict[str, Any],
     layer: Mapping[str, Any],
     source: str,
     provenance: dict[str, str],
-    prefix: str = "",
+    written: dict[tuple[str, ...], Any],
+    path: tuple[str, ...] = (),
 ) -> None:
     for key, value in layer.items():
-        dotted = f"{prefix}{key}"
+        here = (*path, str(key))
+        dotted = ".".join(here)
         if isinstance(value, Mapping) and isinstance(target.get(key), dict):
-            _merge(target[key], value, source, provenance, f"{dotted}.")
+            _merge(target[key], value, source, provenance, written, here)
         else:
+            _record_written(value, here, written)
             target[key] = _expand_env(value, source, dotted)
         provenance[dotted] = source
 
@@ -1348,7 +1523,12 @@ def _describe_error(err: Mapping[str, Any], provenance: Mapping[str, str], defau
     if kind == "extra_forbidden":
         return f"{source}: unknown key '{loc}'"
     got = err.get("input")
-    return f"{source}: key '{loc}': {err['msg']} (got {got!r})"
+    # never a secret, nor a whole mapping or list (a source entry may hold a password)
+    if is_secret_key(parts) or isinstance(got, Mapping | list):
+        shown = f"a {type(got).__name__}"
+    else:
+        shown = repr(redact_text(got)) if isinstance(got, str) else repr(got)
+    return f"{source}: key '{loc}': {err['msg']} (got {shown})"
 
 
 def load_config(path: str | os.PathLike[str] | None = None, overrides: Iterable[str] = ()) -> Config:
@@ -1367,11 +1547,13 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: Iterable[
     """
     merged: dict[str, Any] = {}
     provenance: dict[str, str] = {}
+    written: dict[tuple[str, ...], Any] = {}
     layers = _read_yaml(Path(path)) if path is not None else []
     for source, layer in layers:
-        _merge(merged, layer, source, provenance)
+        _merge(merged, layer, source, provenance, written)
     for text in overrides:
         parts, value = _parse_override(text)
+        _record_written(None, tuple(parts), written)
         node = merged
         for part in parts[:-1]:
             child = node.get(part)
@@ -1383,7 +1565,9 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: Iterable[
         provenance[".".join(parts)] = f"--set {text}"
     default_source = layers[-1][0] if layers else "defaults"
     try:
-        return Config.model_validate(merged)
+        cfg = Config.model_validate(merged)
     except ValidationError as exc:
         messages = [_describe_error(e, provenance, default_source) for e in exc.errors()]
         raise ConfigError("; ".join(messages)) from None
+    cfg._written = written
+    return cfg

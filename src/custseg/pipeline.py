@@ -17,11 +17,13 @@ import logging
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from functools import partial
 
 from pyspark.sql import SparkSession
 
 from custseg.config import Config
 from custseg.lease import check_held, holding
+from custseg.privacy import retention_properties
 from custseg.session import build_session
 from custseg.tables import TableStore, check_run_id, utc_now
 from custseg.tracking import StageRun, new_run_id, pipeline_parent, pipeline_run
@@ -87,7 +89,12 @@ def select_stages(stages: Sequence[str] | None = None, from_stage: str | None = 
 
 
 def _hold(cfg: Config, run_id: str) -> AbstractContextManager[None]:
-    tables = TableStore(build_session(cfg.spark), cfg.storage.warehouse, run_id=run_id)
+    tables = TableStore(
+        build_session(cfg.spark),
+        cfg.storage.warehouse,
+        run_id=run_id,
+        properties=partial(retention_properties, cfg),
+    )
     return holding(tables, cfg.run.lease_seconds, cfg.run.lease_wait_seconds)
 
 
@@ -100,7 +107,9 @@ def run_stage(cfg: Config, stage: str, run_id: str, force: bool = False) -> Stag
     check_run_id(run_id)
     with _hold(cfg, run_id):
         spark = build_session(cfg.spark)
-        tables = TableStore(spark, cfg.storage.warehouse, run_id=run_id)
+        tables = TableStore(
+            spark, cfg.storage.warehouse, run_id=run_id, properties=partial(retention_properties, cfg)
+        )
         if not force and tables.finished(stage):
             log.info(
                 "stage %s of run %s already finished; nothing to do (--force runs it again)", stage, run_id

@@ -12,13 +12,13 @@ report or comparison shows.
 from __future__ import annotations
 
 import logging
-import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame
 
 from custseg import hadoopfs
+from custseg.config import REDACTED, is_secret_key, redact_text
 from custseg.tables import LAYERS, TableNotFoundError, TableStore
 
 log = logging.getLogger(__name__)
@@ -27,19 +27,10 @@ log = logging.getLogger(__name__)
 _THREADS = 4
 
 
-# A config key whose last parts name a secret; its value is never shown (report, compare).
-_SECRET_KEY = re.compile(
-    r"(password|passwd|secret|token|credential|api[_.-]?key|access[_.-]?key|private[_.-]?key)", re.I
-)
-_URI_USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]+@")
-
-
 def redact(key: str, value: str) -> str:
-    """A logged config value as it may be shown: ``(redacted)`` for a key that names a
-    secret, and a URI's user information (``user:password@``) replaced by ``***@``."""
-    if _SECRET_KEY.search(key):
-        return "(redacted)"
-    return _URI_USERINFO.sub(r"\1***@", value)
+    """A logged config value as it may be shown (report, compare): ``***`` for a key that
+    names a secret, URIs without user information or secret parameters."""
+    return REDACTED if is_secret_key(key.split(".")) else redact_text(value)
 
 
 class RunNotFoundError(LookupError):

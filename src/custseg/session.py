@@ -114,6 +114,9 @@ def build_session(cfg: SparkConfig, extra_jars: list[str] | None = None) -> Spar
         "spark.sql.shuffle.partitions": str(cfg.shuffle_partitions),
         "spark.ui.enabled": str(cfg.ui_enabled).lower(),
         "spark.databricks.delta.snapshotPartitions": str(max(1, cfg.shuffle_partitions)),
+        # reliable checkpoints (stitch's connected components) hold record keys: remove
+        # them once their frames are gone rather than leave them in checkpoint_dir
+        "spark.cleaner.referenceTracking.cleanCheckpoints": "true",
     }
     # Python workers run the driver's interpreter (the venv with pandas and scipy)
     # unless spark-submit or the environment chose one; pyspark reads only the variable.

@@ -20,7 +20,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -36,7 +36,9 @@ RUN_ID_COL = "_run_id"
 STAGE_RUNS = "meta.stage_runs"
 RUN_SETTINGS = "meta.run_settings"
 _NAME = re.compile(r"^(bronze|silver|gold|meta)\.([a-z][a-z0-9_]*)$")
-RUN_ID = re.compile(r"^(?!\.+$)[A-Za-z0-9_.:-]+$")  # a run id; not "." or ".." (a path)
+# A run id: it goes into MLflow filter strings, Delta predicates and staging paths, so it
+# starts with a letter or digit (never "." or ".."), holds no quote, slash or space, and is short.
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
 # PUBLISHED: the tables are published, the steps after it (an alias) not yet done;
 # FINISHED: all done. Readers see both; only FINISHED makes a rerun skip the stage.
 PUBLISHED_STATUSES = ("PUBLISHED", "FINISHED")
@@ -51,7 +53,9 @@ def check_run_id(run_id: str) -> str:
     """The run id when it is one custseg could have made; ValueError naming it otherwise
     (it goes into MLflow filter strings and Delta history filters)."""
     if not RUN_ID.match(run_id or ""):
-        raise ValueError(f"run id {run_id!r}: use letters, digits and _.:- only")
+        raise ValueError(
+            f"run id {run_id!r}: use at most 100 letters, digits and _.:- starting with a letter or digit"
+        )
     return run_id
 
 
@@ -101,6 +105,23 @@ def _newest_writes(rows: list[Row]) -> dict[str, int] | None:
     return out
 
 
+@contextmanager
+def _session_conf(spark: SparkSession, settings: Mapping[str, str]) -> Iterator[None]:
+    """Set session conf for a block and restore what was there."""
+    conf = spark.conf
+    previous = {k: conf.get(k, None) for k in settings}
+    for k, v in settings.items():
+        conf.set(k, v)
+    try:
+        yield
+    finally:
+        for k, old in previous.items():
+            if old is None:
+                conf.unset(k)
+            else:
+                conf.set(k, old)
+
+
 class TableNotFoundError(LookupError):
     """The named table has never been written under this warehouse."""
 
@@ -127,9 +148,17 @@ def _table_properties(properties: Mapping[str, str]) -> dict[str, str]:
 class TableStore:
     """Reads and writes Delta tables under one warehouse root for one run."""
 
-    def __init__(self, spark: SparkSession, warehouse: str, run_id: str) -> None:
-        if not run_id or not RUN_ID.match(run_id):
-            raise ValueError(f"run_id {run_id!r}: use letters, digits and _.:- only")
+    def __init__(
+        self,
+        spark: SparkSession,
+        warehouse: str,
+        run_id: str,
+        properties: Callable[[str], Mapping[str, str]] | None = None,
+    ) -> None:
+        """``properties``: the Delta properties every new table gets, by table name
+        (retention and statistics, ``privacy.retention_properties``); a writer's own win."""
+        check_run_id(run_id)
+        self.default_properties = properties
         self.spark = spark
         self.warehouse = warehouse
         self.run_id = run_id
@@ -291,7 +320,8 @@ class TableStore:
         exists = self.exists(name)
         writer_df = df
         options = {"userMetadata": self.run_id}
-        new_properties = _table_properties(properties or {})
+        defaults = self.default_properties(name) if self.default_properties else {}
+        new_properties = _table_properties({**defaults, **(properties or {})})
         if not exists:
             options.update(new_properties)
         if mode == "append":
@@ -359,18 +389,48 @@ class TableStore:
             retry_conflicts(builder.execute, name)
         self._wrote(name, "merge")
 
-    @contextmanager
-    def _commit_metadata(self) -> Iterator[None]:
-        conf = self.spark.conf
-        previous = conf.get(_COMMIT_METADATA, None)
-        conf.set(_COMMIT_METADATA, self.run_id)
-        try:
-            yield
-        finally:
-            if previous is None:
-                conf.unset(_COMMIT_METADATA)
-            else:
-                conf.set(_COMMIT_METADATA, previous)
+    def delete_matching(self, name: str, keys: DataFrame, condition: Column) -> int:
+        """Delete the table's rows (alias ``t``) matching a row of ``keys`` (alias ``s``) on
+        ``condition``, in one MERGE commit; returns the rows deleted. A MERGE, not a DELETE
+        with the values in its predicate: Delta logs a DELETE's predicate text, so the
+        values would stay in the table's log; a MERGE logs only the condition."""
+        target = DeltaTable.forPath(self.spark, self._require(name))
+        builder = target.alias("t").merge(keys.alias("s"), condition).whenMatchedDelete()
+        with self._commit_metadata():
+            retry_conflicts(builder.execute, name)
+        row = self.history(name).orderBy(F.desc("version")).select("operation", "operationMetrics").first()
+        assert row is not None
+        self._wrote(name, "delete")
+        return int((row["operationMetrics"] or {}).get("numTargetRowsDeleted", 0))
+
+    def set_properties(self, name: str, properties: Mapping[str, str]) -> None:
+        """Set Delta table properties on an existing table (``ALTER TABLE ... SET
+        TBLPROPERTIES``); a no-op for properties already at the value."""
+        path = self._require(name)
+        current = DeltaTable.forPath(self.spark, path).detail().select("properties").first()
+        have = dict(current["properties"] or {}) if current is not None else {}
+        todo = {k: v for k, v in _table_properties(properties).items() if have.get(k) != v}
+        if todo:
+            assignments = ", ".join(f"'{k}' = '{v}'" for k, v in sorted(todo.items()))
+            self.spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({assignments})")
+
+    def vacuum(self, name: str, retention_hours: float) -> None:
+        """Remove files no version newer than ``retention_hours`` needs (Delta VACUUM); below
+        Delta's 168-hour floor its safety check is turned off for this call only."""
+        settings: dict[str, str] = {
+            # VACUUM lists the table's folder with one Spark task per unit of this (default
+            # 10,000): ~30 s for a small table on 2 cores, ~1 s at the shuffle partitions
+            "spark.sql.sources.parallelPartitionDiscovery.parallelism": str(
+                self.spark.conf.get("spark.sql.shuffle.partitions", "8")
+            ),
+        }
+        if retention_hours < 168:
+            settings["spark.databricks.delta.retentionDurationCheck.enabled"] = "false"
+        with _session_conf(self.spark, settings):
+            DeltaTable.forPath(self.spark, self._require(name)).vacuum(retention_hours)
+
+    def _commit_metadata(self) -> AbstractContextManager[None]:
+        return _session_conf(self.spark, {_COMMIT_METADATA: self.run_id})
 
     def history(self, name: str) -> DataFrame:
         """The table's Delta history (version, timestamp, operation, userMetadata, ...)."""

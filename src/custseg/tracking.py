@@ -25,7 +25,7 @@ import mlflow
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from custseg.config import Config
+from custseg.config import Config, flatten
 from custseg.tables import check_run_id
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,8 @@ def find_parent_run(cfg: Config, run_id: str) -> Run | None:
 
 
 def _log_run_params(cfg: Config, existing: Mapping[str, str]) -> None:
-    params = {f"config.{k}": _param(v) for k, v in cfg.flat().items()}
+    # as written and redacted: never an expanded ${NAME} nor a secret (docs/security.md)
+    params = {f"config.{k}": _param(v) for k, v in flatten(cfg.loggable()).items()}
     params.update({f"version.{k}": v for k, v in package_versions().items()})
     fresh = {k: v for k, v in params.items() if k not in existing}
     changed = sorted(k for k, v in params.items() if k in existing and existing[k] != v)
@@ -197,7 +198,7 @@ def pipeline_parent(cfg: Config, run_id: str) -> Iterator[str]:
         existing = {}
     with ctx as run:
         _log_run_params(cfg, existing)
-        mlflow.log_dict(cfg.model_dump(mode="json"), "config.yaml")
+        mlflow.log_dict(cfg.loggable(), "config.yaml")
         yield run.info.run_id
 
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from pyspark.sql import Column, DataFrame, Observation, SparkSession, Window
@@ -39,7 +39,8 @@ from custseg.ingest.rules import (
     set_aside,
 )
 from custseg.ingest.sources import SchemaDriftError, SourceFrame, read_source
-from custseg.tables import TableStore
+from custseg.privacy import SUPPRESSED, pseudonym_key, suppressed_records
+from custseg.tables import TableStore, utc_now
 
 if TYPE_CHECKING:
     from custseg.pipeline import StageContext
@@ -67,6 +68,7 @@ class TableReport:
     quarantined_new: int = 0
     quarantined: int = 0
     orphans: int = 0
+    suppressed: int = 0  # rows of erased people dropped before the checks (meta.suppressed_sources)
     extra_columns: dict[str, list[str]] = field(default_factory=dict)
 
     def metrics(self) -> dict[str, float]:
@@ -76,6 +78,7 @@ class TableReport:
             f"{t}.already_loaded": self.already_loaded,
             f"{t}.quarantined": self.quarantined,
             f"{t}.orphans": self.orphans,
+            f"{t}.suppressed": self.suppressed,
         }
         for source, n in self.read.items():
             out[f"{t}.{source}.read"] = n
@@ -150,12 +153,24 @@ def check_table(
     )
 
 
-def _quarantine_rows(rejected: DataFrame, contract: TableContract) -> DataFrame:
+def _quarantine_rows(rejected: DataFrame, contract: TableContract, clear_fields: list[str]) -> DataFrame:
     """The quarantine table's rows; ``raw_record`` is the source text of a row that broke a
     parse or value rule, and for a duplicate (which parsed cleanly) its contract columns
-    as JSON."""
+    as JSON. An identity record's raw text is not kept: its ``raw_record`` is its fields as
+    JSON with all but ``clear_fields`` masked (``***``). ``raw_hash`` is of the raw text."""
     raw = F.coalesce(F.col("_raw"), F.to_json(F.struct(*[F.col(n) for n in contract.names])))
     raw_hash = F.xxhash64(raw)
+    if contract.name == "identity_records":
+        raw = F.to_json(
+            F.struct(
+                *[
+                    F.col(n).alias(n)
+                    if n in clear_fields
+                    else F.when(F.col(n).isNotNull(), F.lit("***")).alias(n)
+                    for n in contract.names
+                ]
+            )
+        )
     occurrence = F.row_number().over(
         Window.partitionBy("_source", "reason", raw_hash).orderBy("_source_file", "_row_hash")
     )
@@ -299,6 +314,7 @@ def ingest_table(
     ingest: IngestConfig,
     identity_keys: DataFrame | None,
     as_of: date,
+    suppression: Suppression | None = None,
 ) -> TableReport:
     """Classify, write and reconcile one table; returns its counts.
 
@@ -315,6 +331,8 @@ def ingest_table(
     spark = frames[0].df.sparkSession
     report = TableReport(table=contract.name, extra_columns={f.source.name: f.extra_columns for f in frames})
     checked = check_table(frames, contract, ingest, as_of)
+    if suppression is not None:
+        checked, report.suppressed = suppression.drop_from(checked)
     stage = any(f.source.format not in REREAD_FORMATS for f in frames)
     # Rows read per source, counted on the first pass as they leave the row checks (which
     # neither add nor drop rows) and narrowed to what that pass needs: an observation on
@@ -405,7 +423,9 @@ def ingest_table(
         report.orphans = int(passed.get.get("orphans", 0))
         # The rejected rows are few: kept in memory for the write and the checks after it.
         quarantine = (
-            _quarantine_rows(quarantine_rows, contract).withColumn("run_id", F.lit(tables.run_id)).persist()
+            _quarantine_rows(quarantine_rows, contract, ingest.quarantine_identity_fields)
+            .withColumn("run_id", F.lit(tables.run_id))
+            .persist()
         )
         q_before = _version(tables, QUARANTINE)
         with _step(name, "wrote the quarantined rows"):
@@ -481,6 +501,8 @@ def _ingest_all(spark: SparkSession, tables: TableStore, cfg: Config) -> list[Ta
     log.info("ingest as of %s", as_of)
     if frames:
         record_files(tables, frames)
+    expire_quarantine(tables, cfg.ingest.quarantine_max_age_days)
+    suppression = Suppression.load(tables, cfg)
     reports = []
     identity_keys: DataFrame | None = None
     try:
@@ -492,13 +514,70 @@ def _ingest_all(spark: SparkSession, tables: TableStore, cfg: Config) -> list[Ta
                 identity_keys = identity_key_set(tables)
                 if identity_keys is None:
                     log.warning("no bronze.identity_records yet: event rows get is_orphan = null")
-            report = ingest_table(tables, CONTRACTS[table], table_frames, cfg.ingest, identity_keys, as_of)
+            report = ingest_table(
+                tables, CONTRACTS[table], table_frames, cfg.ingest, identity_keys, as_of, suppression
+            )
             log.info("ingested %s in %.1f s", table, time.perf_counter() - t0)
             reports.append(report)
     finally:
         if identity_keys is not None:
             identity_keys.unpersist()
     return reports
+
+
+@dataclass
+class Suppression:
+    """The source records of erased people (``meta.suppressed_sources``), dropped from
+    every delivery before its checks, and counted."""
+
+    suppressed: DataFrame  # source_key, bucket
+    key: bytes
+
+    @classmethod
+    def load(cls, tables: TableStore, cfg: Config) -> Suppression | None:
+        """None when nobody was erased (no cost for the usual run)."""
+        if not tables.exists(SUPPRESSED):
+            return None
+        found = tables.read(SUPPRESSED, version=tables.latest_version(SUPPRESSED)).select(
+            "source_key", "bucket"
+        )
+        if found.isEmpty():
+            return None
+        return cls(found.persist(), pseudonym_key(cfg.privacy))
+
+    def drop_from(self, checked: DataFrame) -> tuple[DataFrame, int]:
+        """``checked`` without the suppressed records, and the rows dropped (one pass over
+        the source and identity columns; rows whose id did not parse are kept)."""
+        pair = ["source_system", "source_id"]
+        hits = suppressed_records(checked, self.suppressed, self.key).localCheckpoint()
+        dropped = int(hits.agg(F.coalesce(F.sum("rows"), F.lit(0))).first()[0])  # type: ignore[index]
+        if dropped:
+            log.info("dropped %d rows of %d erased source records", dropped, hits.count())
+        return checked.join(F.broadcast(hits.select(*pair)), pair, "left_anti"), dropped
+
+
+def expire_quarantine(tables: TableStore, max_age_days: int | None) -> None:
+    """Delete the quarantine rows of runs that first quarantined them more than
+    ``max_age_days`` ago (a run's age: its first commit to the table)."""
+    if max_age_days is None or not tables.exists(QUARANTINE):
+        return
+    cutoff = utc_now() - timedelta(days=max_age_days)
+    runs = (
+        tables.history(QUARANTINE)
+        .where(F.col("userMetadata").isNotNull())
+        .groupBy(F.col("userMetadata").alias("run_id"))
+        .agg(F.min("timestamp").alias("first"))
+        .where(F.col("first") < F.lit(cutoff))
+        .select("run_id")
+    )
+    if runs.isEmpty():
+        return
+    deleted = tables.delete_matching(QUARANTINE, runs, F.col("t.run_id") == F.col("s.run_id"))
+    log.info(
+        "deleted %d quarantine rows older than %d days (ingest.quarantine_max_age_days)",
+        deleted,
+        max_age_days,
+    )
 
 
 def identity_key_set(tables: TableStore) -> DataFrame | None:

@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -89,14 +90,23 @@ def expected_source_columns(contract: TableContract, src: SourceConfig) -> dict[
     return out
 
 
+_COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z_ ]{0,40}$")  # letters, _ and spaces: no @, digit or dot
+
+
 def _drift(
     file: str, source_col: str, contract: TableContract, target: str, found: list[str]
 ) -> SchemaDriftError:
     spec = contract.column(target)
-    close = difflib.get_close_matches(source_col, found, n=2, cutoff=0.6)
+    # A 'header' may really be a data row: never echo identity data into an error, not
+    # even as a close match (an email is close to 'email'); hint only from a header whose
+    # every name looks like a column name.
+    identity = contract.name == "identity_records"
+    header_like = all(_COLUMN_NAME.match(c) for c in found)
+    close = (
+        difflib.get_close_matches(source_col, found, n=2, cutoff=0.6) if header_like or not identity else []
+    )
     hint = f"; renamed to {close}?" if close else ""
-    # A 'header' may really be a data row; never echo identity data into an error.
-    shown = "" if contract.name == "identity_records" else f"; found columns {found}"
+    shown = "" if identity else f"; found columns {found}"
     return SchemaDriftError(
         f"{file}: column '{source_col}' (contract {contract.name}.{target}, {spec.type}"
         f"{', required' if spec.required else ''}) is missing{hint}{shown}"

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from pyspark.sql import functions as F
 
+from custseg.config import redact_text
 from custseg.segment.naming import OUTLIER
 from custseg.tracking import load_registered_spark_model
 
@@ -32,7 +33,8 @@ def run_score(ctx: StageContext) -> None:
         model, version = load_registered_spark_model(ctx.cfg, cfg.model_name, cfg.alias)
     except Exception as exc:
         raise RuntimeError(
-            f"score: no model registered as {cfg.model_name}@{cfg.alias} in {ctx.cfg.tracking.uri}; "
+            f"score: no model registered as {cfg.model_name}@{cfg.alias} in "
+            f"{redact_text(ctx.cfg.tracking.uri)}; "
             "run the segment stage first"
         ) from exc
     features = tables.read(cfg.features_table)

@@ -10,7 +10,8 @@ from typing import Any
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from custseg.config import IDENTITY_FIELDS, StitchConfig
+from custseg.config import IDENTITY_FIELDS, PrivacyConfig, StitchConfig
+from custseg.privacy import pseudonym_key as privacy_key
 from custseg.stitch.components import connected_components
 from custseg.stitch.deterministic import compared_fields, deterministic_links, disagree, with_conflict
 from custseg.stitch.golden import golden_records
@@ -225,6 +226,7 @@ def stitch_identities(
     seed: int = 42,
     retired_ids: DataFrame | None = None,
     id_salt: str = "",
+    pseudonym_key: bytes | None = None,
 ) -> StitchResult:
     """Stitch identity records (the identity_records contract; any identity column may
     be null or absent) into customers.
@@ -234,8 +236,11 @@ def stitch_identities(
     4. connected components over accepted links, oversized clusters re-examined at the
     strict threshold; 5. stable ids (kept from ``previous_map``, never reissuing one of
     it or of ``retired_ids``; each id names one cluster, checked); 6. golden records.
+    Ids and guarded key values are HMACs under ``pseudonym_key`` (default: the
+    environment's or local key, ``custseg.privacy.pseudonym_key``).
     """
     cfg = settings or StitchConfig()
+    key = pseudonym_key or privacy_key(PrivacyConfig())
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
 
@@ -270,7 +275,7 @@ def stitch_identities(
 
     keys = [k for k in cfg.deterministic_keys if k in populated]
     if keys:
-        det = deterministic_links(std, cfg.model_copy(update={"deterministic_keys": keys}))
+        det = deterministic_links(std, cfg.model_copy(update={"deterministic_keys": keys}), key)
         det_links = det.links.withColumn("match_weight", F.lit(None).cast("double")).localCheckpoint()
         det_cc = _components(std.select("rid"), det_links, cfg.max_iterations)
         # Closure can join people no single key contradicts (A shares an email with B, B a
@@ -434,7 +439,7 @@ def stitch_identities(
     )
     confidence = ends.groupBy("rid").agg(F.max("match_probability").alias("match_confidence"))
     ids = assign_ids(
-        clusters.select("rid", "component"), cfg.id_prefix, previous_map, retired_ids, salt=id_salt
+        clusters.select("rid", "component"), cfg.id_prefix, previous_map, retired_ids, salt=id_salt, key=key
     )
     identity_map = (
         std.select("rid", "source_system", "source_id")

@@ -16,6 +16,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from custseg.config import StitchConfig
+from custseg.privacy import pseudonym
 from custseg.stitch.standardise import date_up_to_swap
 
 
@@ -156,7 +157,7 @@ def compared_fields(cfg: StitchConfig) -> list[str]:
     )
 
 
-def deterministic_links(std: DataFrame, cfg: StitchConfig) -> DeterministicResult:
+def deterministic_links(std: DataFrame, cfg: StitchConfig, key: bytes) -> DeterministicResult:
     """Links between records sharing a usable strong key and not in conflict.
 
     Each key value's holders are gathered in one place with the fields they could
@@ -221,7 +222,7 @@ def deterministic_links(std: DataFrame, cfg: StitchConfig) -> DeterministicResul
         .withColumns({"match_probability": F.lit(1.0), "link_type": F.lit("deterministic")})
     )
     guarded = groups.where(F.col("reason").isNotNull()).select(
-        "key", F.sha2("value", 256).alias("value_hash"), "n_records", "reason"
+        "key", pseudonym("value", key).alias("value_hash"), "n_records", "reason"
     )
     return DeterministicResult(links=links, guarded_keys=guarded)
 

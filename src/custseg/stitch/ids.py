@@ -1,7 +1,9 @@
 """Stable customer ids: deterministic from cluster content, persistent across runs.
 
-A new cluster's id is ``<prefix>`` + the first 16 hex digits of SHA-256 of its smallest
-record key (``source_system:source_id``), never a random or position-dependent number.
+A new cluster's id is ``<prefix>`` + the first 16 hex digits of the HMAC-SHA256, under the
+deployment's pseudonym key (``custseg.privacy``), of its smallest record key
+(``source_system:source_id``): never a random or position-dependent number, and not one a
+reader can recompute from a guessable account number without the key.
 Given the previous identity map, ids carry over: a previous id goes to the new cluster
 holding most of its old records, provided that cluster holds more of this id's records
 than of any other previous id (ties: the smaller id, the smaller cluster key). Every
@@ -21,6 +23,8 @@ from dataclasses import dataclass
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from custseg.privacy import pseudonym
+
 
 @dataclass(frozen=True)
 class IdAssignment:
@@ -28,8 +32,8 @@ class IdAssignment:
     changes: DataFrame  # old_customer_id, new_customer_id, n_records, change
 
 
-def content_id(key: Column, prefix: str) -> Column:
-    return F.concat(F.lit(prefix), F.substring(F.sha2(key, 256), 1, 16))
+def content_id(record: Column, prefix: str, key: bytes) -> Column:
+    return F.concat(F.lit(prefix), F.substring(pseudonym(record, key), 1, 16))
 
 
 def assign_ids(
@@ -38,11 +42,13 @@ def assign_ids(
     previous_map: DataFrame | None = None,
     retired: DataFrame | None = None,
     salt: str = "",
+    *,
+    key: bytes,
 ) -> IdAssignment:
     """``clusters``: (rid, component) where component is the smallest rid of the cluster.
     ``retired``: (customer_id) ids given before that no cluster keeps (the old ids of
     ``silver.identity_id_changes``); neither they nor the previous ids are given again."""
-    fresh = clusters.withColumn("customer_id", content_id(F.col("component"), prefix))
+    fresh = clusters.withColumn("customer_id", content_id(F.col("component"), prefix, key))
     spark = clusters.sparkSession
     empty_changes = spark.createDataFrame(
         [], "old_customer_id string, new_customer_id string, n_records long, change string"
@@ -68,7 +74,7 @@ def assign_ids(
     components = (
         clusters.select("component")
         .distinct()
-        .withColumn("content_id", content_id(F.col("component"), prefix))
+        .withColumn("content_id", content_id(F.col("component"), prefix, key))
         .join(kept, "component", "left")
         .join(given, F.col("content_id") == F.col("given_id"), "left")
         .select(
@@ -76,7 +82,7 @@ def assign_ids(
             F.coalesce(
                 "kept_id",
                 F.when(
-                    F.col("taken"), content_id(F.concat(F.col("component"), F.lit(f"#{salt}")), prefix)
+                    F.col("taken"), content_id(F.concat(F.col("component"), F.lit(f"#{salt}")), prefix, key)
                 ).otherwise(F.col("content_id")),
             ).alias("customer_id"),
         )

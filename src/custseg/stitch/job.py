@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 from custseg import hadoopfs
 from custseg.config import Config
 from custseg.ingest.contract import CONTRACTS
+from custseg.privacy import pseudonym_key
 from custseg.stitch.core import StitchResult, stitch_identities
 from custseg.stitch.quality import stitch_scores
 
@@ -104,7 +105,13 @@ def run_stitch(ctx: StageContext) -> None:
         else None
     )
     result = stitch_identities(
-        records, ctx.cfg.stitch, previous, seed=ctx.cfg.run.seed, retired_ids=retired, id_salt=tables.run_id
+        records,
+        ctx.cfg.stitch,
+        previous,
+        seed=ctx.cfg.run.seed,
+        retired_ids=retired,
+        id_salt=tables.run_id,
+        pseudonym_key=pseudonym_key(ctx.cfg.privacy),
     )
     write_outputs(ctx, result)
     truth = truth_frame(ctx.spark, ctx.cfg)
