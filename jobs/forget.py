@@ -2,6 +2,7 @@
 
     spark-submit jobs/forget.py --customer-id C0123... [--customer-id ...] [--from-file ids.txt]
         [--conf conf/local.yaml] [--set privacy.vacuum_retention_hours=0]
+    spark-submit jobs/forget.py --vacuum-only        # schedule it, e.g. daily
 
 ``--from-file`` holds one customer id per line (blank lines and ``#`` comments skipped).
 Prints what was deleted per table; exit status 2, with nothing deleted, when an id is
@@ -34,8 +35,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = base_parser("erase customers (right to erasure)")
     parser.add_argument("--customer-id", action="append", default=[], help="a customer id (repeatable)")
     parser.add_argument("--from-file", action="append", default=[], help="a file of customer ids, one a line")
+    parser.add_argument(
+        "--vacuum-only",
+        action="store_true",
+        help="erase nobody: set the retention properties and VACUUM (schedule it: files an erasure "
+        "replaced go at the first VACUUM after privacy.vacuum_retention_hours)",
+    )
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
+    if args.vacuum_only:
+        from custseg.forget import vacuum
+        from custseg.session import build_session
+        from custseg.tracking import new_run_id
+
+        cfg = config_from_args(args)
+        vacuum(cfg, build_session(cfg.spark), args.run_id or f"vacuum-{new_run_id()}")
+        print("retention set and VACUUM done")
+        return 0
     try:
         ids = _ids(args.customer_id, args.from_file)
     except OSError as err:

@@ -84,7 +84,7 @@ def test_error_in_a_base_file_names_the_base(tmp_path: Path) -> None:
 
 
 def test_bad_override_names_the_override() -> None:
-    with pytest.raises(ConfigError, match=r"--set run.seed=abc: key 'run.seed'"):
+    with pytest.raises(ConfigError, match=r"--set run.seed: key 'run.seed'"):
         load_config(None, overrides=["run.seed=abc"])
     with pytest.raises(ConfigError, match=r"expected KEY=VALUE"):
         load_config(None, overrides=["run.seed"])

@@ -7,7 +7,7 @@ import json
 import logging
 import shutil
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -29,7 +29,7 @@ from custseg.ingest.job import (
 )
 from custseg.ingest.sources import SchemaDriftError
 from custseg.pipeline import run_stage
-from custseg.tables import TableStore
+from custseg.tables import STAGE_RUNS, STAGE_RUNS_SCHEMA, TableStore
 
 from .conftest import TEST_CONF, Tiny, temp_overrides
 from .files import manifest, parquet
@@ -593,7 +593,14 @@ def test_quarantined_identity_records_are_masked_and_old_ones_expire(
     assert not [v for record in identity for v in record.values() if v in people]
     shutil.copytree(ingested.store.path(QUARANTINE), tmp_path / "warehouse" / "bronze" / "quarantine")
     copy = TableStore(spark, str(tmp_path / "warehouse"), run_id="expire")
-    expire_quarantine(copy, 1)  # younger than a day: kept
+    expire_quarantine(copy, 1)  # younger than a day by the table's history: kept
     assert copy.read(QUARANTINE, version=copy.latest_version(QUARANTINE)).count() == len(q)
-    expire_quarantine(copy, 0)
+    # the run's ingest started 100 days ago by meta.stage_runs (kept longer than the history)
+    started = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=100)
+    row = {"stage": "ingest", "run_id": ingested.store.run_id, "status": "FINISHED", "started_at": started}
+    row |= {"finished_at": started, "reads": {}, "writes": {}, "mlflow_run_id": None}
+    copy.merge(spark.createDataFrame([row], STAGE_RUNS_SCHEMA), STAGE_RUNS, keys=["stage", "run_id"])
+    expire_quarantine(copy, 120)
+    assert copy.read(QUARANTINE, version=copy.latest_version(QUARANTINE)).count() == len(q)
+    expire_quarantine(copy, 90)
     assert copy.read(QUARANTINE, version=copy.latest_version(QUARANTINE)).count() == 0

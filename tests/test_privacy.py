@@ -141,8 +141,16 @@ def test_logged_config_is_as_written_and_errors_echo_no_secret(
     with pytest.raises(ConfigError) as err:
         load_config(bad)
     assert "max_reject_rate" in str(err.value) and CANARY not in str(err.value)
-    with pytest.raises(ConfigError) as err:
-        load_config(TEST_CONF, overrides=[f"spark.conf.x.password={{{CANARY}: 1}}"])
+    # a --set whose value holds a secret, with an error inside that value
+    source = {"name": "t", "format": "jdbc", "jdbc_url": "x", "jdbc_table": "y", "max_reject_rate": [1]}
+    sources = json.dumps({"transactions": [{**source, "options": {"password": CANARY}}]})
+    with pytest.raises(ConfigError, match="max_reject_rate") as err:
+        load_config(TEST_CONF, overrides=[f"ingest.sources={sources}"])
+    assert CANARY not in str(err.value) and str(err.value).startswith("--set ingest.sources:")
+    # a validator's message that quotes a value: a path with user info
+    sources = json.dumps({"transactions": [{"name": "t", "format": "csv", "path": f"s3a://AK:{CANARY}@b/x"}]})
+    with pytest.raises(ConfigError, match="leaves ingest.raw_dir") as err:
+        load_config(TEST_CONF, overrides=[f"ingest.sources={sources}"])
     assert CANARY not in str(err.value)
     broken = tmp_path / "broken.yaml"
     broken.write_text(f"tracking:\n  uri: {{password: {CANARY}\n")  # a YAML syntax error on a secret's line
@@ -151,12 +159,29 @@ def test_logged_config_is_as_written_and_errors_echo_no_secret(
     assert CANARY not in str(err.value)
 
 
-def test_score_names_the_tracking_store_without_its_password() -> None:
-    from custseg.config import redact_text
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("postgresql://u:pw@db/mlflow", "postgresql://***@db/mlflow"),
+        ("https://acct.blob/x?sv=1&sig=ABC&se=2", "https://acct.blob/x?sv=1&sig=***&se=2"),
+        (
+            "Protocol=https;AccountName=a;AccountKey=XYZ==;Suffix=x",
+            "Protocol=https;AccountName=a;AccountKey=***;Suffix=x",
+        ),
+        ("http://x/?access_token=T&a=1", "http://x/?access_token=***&a=1"),
+        ("https://s3/x?X-Amz-Signature=S&X-Amz-Date=1", "https://s3/x?X-Amz-Signature=***&X-Amz-Date=1"),
+        (
+            "jdbc:derby:/db;create=true;user=app;password=pw",
+            "jdbc:derby:/db;create=true;user=***;password=***",
+        ),
+    ],
+)
+def test_uris_and_connection_strings_lose_their_secrets(text: str, shown: str) -> None:
+    from custseg.config import is_secret_key, redact_text
 
-    assert redact_text("postgresql://u:pw@db/mlflow") == "postgresql://***@db/mlflow"
-    text = (ROOT / "src" / "custseg" / "segment" / "score.py").read_text()
-    assert "redact_text(ctx.cfg.tracking.uri)" in text
+    assert redact_text(text) == shown
+    assert is_secret_key(["spark", "conf", "spark.hadoop.fs.azure.account.key.acct.blob.core.windows.net"])
+    assert not is_secret_key(["privacy", "require_key"]) and not is_secret_key(["privacy", "key_env"])
 
 
 # --- 2. pseudonyms ---------------------------------------------------------------------------
@@ -233,11 +258,16 @@ def test_a_derived_expression_outside_the_allow_list_is_refused(expression: str)
 
 
 def test_derived_expressions_are_rewritten_with_quoted_names() -> None:
-    derived = {"r": "CASE WHEN a > 0 THEN log1p(b) / greatest(a, 1) ELSE 0.0 END", "n": "coalesce(c, 0)"}
+    derived = {
+        "r": "CASE WHEN a > 0 THEN log1p(b) / greatest(a, 1) ELSE 0.0 END",
+        "n": "coalesce(c, 0)",
+        "s": "sign(a) + CAST(b AS DECIMAL(10, 2))",
+    }
     cfg = load_config(TEST_CONF, overrides=[f"segment.derived={json.dumps(derived)}"])
     assert cfg.segment.derived == {
         "r": "CASE WHEN `a` > 0 THEN LOG1P(`b`) / GREATEST(`a`, 1) ELSE 0.0 END",
         "n": "COALESCE(`c`, 0)",
+        "s": "SIGN(`a`) + CAST(`b` AS DECIMAL(10, 2))",
     }
     with pytest.raises(ConfigError, match="feature name"):
         load_config(TEST_CONF, overrides=["segment.numeric_features=['a` FROM x --']"])
@@ -315,6 +345,12 @@ def erased(spark: SparkSession, submitted: Submitted, tmp_path_factory: pytest.T
             if "customer_id" in df.columns:
                 own_rows[name] = df.where(F.col("customer_id") == chosen["customer_id"]).count()
     canary = [person["email"], person["phone"], person["last_name"]]
+    # the pipeline created its tables with the retention properties; bronze and silver
+    # without column statistics (read before forget sets any property)
+    props = {
+        name: dict(spark.sql(f"SHOW TBLPROPERTIES delta.`{original.path(name)}`").collect())
+        for name in ("silver.customers", "bronze.quarantine", "gold.customer_features")
+    }
     before = _decoded_hits(tmp / "warehouse", canary)
     result = forget(cfg, spark, [person["customer_id"]], "forget-1")
     return {
@@ -325,6 +361,7 @@ def erased(spark: SparkSession, submitted: Submitted, tmp_path_factory: pytest.T
         "result": result,
         "tmp": tmp,
         "own_rows": own_rows,
+        "props": props,
     }
 
 
@@ -351,12 +388,14 @@ def test_forget_removes_every_row_and_every_byte_of_the_person(spark: SparkSessi
         hmac.new(key, person["customer_id"].encode(), hashlib.sha256).hexdigest()
     ]
     assert erasures[0]["rows_deleted"]["bronze.identity_records"] == person["n"]
-    assert (
-        "delta.logRetentionDuration"
-        in store.spark.sql(f"SHOW TBLPROPERTIES delta.`{store.path('gold.customer_features')}`")
-        .toPandas()["key"]
-        .tolist()
+    props = erased["props"]
+    assert all(p["delta.logRetentionDuration"] == cfg.privacy.log_retention for p in props.values())
+    assert all(
+        p["delta.deletedFileRetentionDuration"] == cfg.privacy.deleted_file_retention for p in props.values()
     )
+    assert props["silver.customers"]["delta.dataSkippingNumIndexedCols"] == "0"
+    assert props["bronze.quarantine"]["delta.dataSkippingNumIndexedCols"] == "0"
+    assert "delta.dataSkippingNumIndexedCols" not in props["gold.customer_features"]
 
 
 def test_no_artifact_report_or_checkpoint_of_the_run_holds_the_person(
@@ -387,6 +426,45 @@ def test_a_forgotten_person_does_not_come_back_and_a_second_forget_is_a_no_op(
     assert again.erased == [] and again.already == [person["customer_id"]]
     with pytest.raises(ForgetError, match="C-nobody"):
         forget(cfg, spark, ["C-nobody"], "forget-3")
+    # the run from before the erasure may not resume: its outputs hold the person
+    from custseg.pipeline import ErasedSinceStartError, run_stage
+
+    with pytest.raises(ErasedSinceStartError, match=f"run {submitted.run_a} started before the erasure"):
+        run_stage(cfg, "features", submitted.run_a)
+
+
+def test_former_ids_and_quarantine_traces(spark: SparkSession, tmp_path: Path) -> None:
+    """By hand: a person now C was B, and B was A (id change log): all three go. Their
+    quarantine rows are found by a whole-token id in the same system, an email or a phone;
+    an equal id of another system, a longer id and a value with a backslash are handled."""
+    from custseg.forget import _TRACED, _former_ids, _needles
+
+    store = TableStore(spark, str(tmp_path / "warehouse"), run_id="f")
+    store.write(
+        spark.createDataFrame(
+            [("A", "B", 2, "merged"), ("B", "C", 1, "merged"), ("X", "Y", 1, "split")],
+            "old_customer_id string, new_customer_id string, n_records long, change string",
+        ),
+        "silver.identity_id_changes",
+    )
+    ids = spark.createDataFrame([("C",)], "customer_id string")
+    assert sorted(r[0] for r in _former_ids(store, ids).collect()) == ["A", "B", "C"]
+    records = spark.createDataFrame(
+        [("web", "W123"), ("app", "a\\Eb")], "source_system string, source_id string"
+    )
+    needles = _needles(store, records)
+    raw = [
+        "web,W123,2026-01-01,12.5",  # the person's transaction
+        '{"source_system":"web","source_id":"W123","email":"***"}',  # a masked identity row
+        "app,W123,2026-01-01,3.0",  # another system's W123: someone else
+        "web,W1234,2026-01-01,1.0",  # a longer id
+        "app,a\\Eb,2026-01-02,2.0",  # an id with a backslash: matched as text
+    ]
+    q = spark.createDataFrame([(r,) for r in raw], "raw_record string")
+    traced = sorted(
+        r[0] for r in q.alias("t").join(needles.alias("s"), F.expr(_TRACED), "left_semi").collect()
+    )
+    assert traced == sorted([raw[0], raw[1], raw[4]])
 
 
 def test_a_schema_drift_error_never_echoes_an_identity_value() -> None:

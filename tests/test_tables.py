@@ -43,7 +43,7 @@ def test_names_are_checked() -> None:
 
 
 def test_run_id_is_checked(spark: SparkSession, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="run_id"):
+    with pytest.raises(ValueError, match="run id"):
         TableStore(spark, str(tmp_path), run_id="bad id; drop")
 
 

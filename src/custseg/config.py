@@ -1388,11 +1388,18 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 # A key naming a secret: its value is never logged nor echoed in an error.
 SECRET_NAME = re.compile(
-    r"(?i)(password|passwd|pwd|secret|token|credential|keytab|api_?key|access[._-]?key|"
-    r"private[._-]?key|(^|[._-])key$)"
+    r"(?i)(password|passwd|pwd|secret|token|credential|keytab|signature|api_?key|access[._-]?key|"
+    r"private[._-]?key|account[._-]?key|(^|[._-])key([._-]|$))"
 )
+# names that hold the name of a variable or a path, never a secret
+_NOT_SECRET = re.compile(r"(?i)(_env|^key_env|^key_file|^require_key)$")
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]*@")
-_SECRET_PARAM = re.compile(r"(?i)\b(password|passwd|pwd|secret|token|user|username|key)=[^&;,\s]*")
+# a URL, JDBC or connection-string parameter naming a secret (access_token=, AccountKey=,
+# X-Amz-Signature=, sig=, user=, ...): its value is redacted
+_SECRET_PARAM = re.compile(
+    r"(?i)([A-Za-z0-9_.-]*(?:password|passwd|pwd|secret|token|key|sig|signature|credential|user|username)"
+    r"[A-Za-z0-9_.-]*)=[^&;,\s]*"
+)
 REDACTED = "***"
 
 
@@ -1407,6 +1414,8 @@ def is_secret_key(path: Sequence[Any]) -> bool:
     """Whether a config path names a secret: a key in it matches ``SECRET_NAME``, or it is
     a reader option of a source (JDBC options carry credentials)."""
     names = [str(p) for p in path]
+    if names and _NOT_SECRET.search(names[-1]):
+        return False
     if any(SECRET_NAME.search(n) for n in names):
         return True
     return "options" in names[:-1] and names[0] == "ingest"
@@ -1498,11 +1507,11 @@ def _merge(
 
 def _parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
-        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. spark.master=local[2]")
+        raise ConfigError("--set: expected KEY=VALUE, e.g. spark.master=local[2]")
     key, raw = text.split("=", 1)
     parts = key.strip().split(".")
     if not all(parts):
-        raise ConfigError(f"--set {text!r}: empty key segment in {key!r}")
+        raise ConfigError(f"--set {key.strip()!r}: empty key segment")
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
@@ -1528,7 +1537,7 @@ def _describe_error(err: Mapping[str, Any], provenance: Mapping[str, str], defau
         shown = f"a {type(got).__name__}"
     else:
         shown = repr(redact_text(got)) if isinstance(got, str) else repr(got)
-    return f"{source}: key '{loc}': {err['msg']} (got {shown})"
+    return f"{source}: key '{loc}': {redact_text(str(err['msg']))} (got {shown})"
 
 
 def load_config(path: str | os.PathLike[str] | None = None, overrides: Iterable[str] = ()) -> Config:
@@ -1562,7 +1571,7 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: Iterable[
                 node[part] = child
             node = child
         node[parts[-1]] = value
-        provenance[".".join(parts)] = f"--set {text}"
+        provenance[".".join(parts)] = f"--set {'.'.join(parts)}"  # the key: a value may be a secret
     default_source = layers[-1][0] if layers else "defaults"
     try:
         cfg = Config.model_validate(merged)

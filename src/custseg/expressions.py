@@ -23,10 +23,10 @@ _NODES: tuple[type[exp.Expression], ...] = (
     exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.And, exp.Or, exp.Not, exp.Is,
     exp.Case, exp.If, exp.Coalesce, exp.Greatest, exp.Least, exp.Nullif,
     exp.Abs, exp.Ln, exp.Log, exp.Exp, exp.Sqrt, exp.Pow, exp.Round, exp.Floor, exp.Ceil,
-    exp.Cast, exp.TryCast, exp.DataType,
+    exp.Sign, exp.Cast, exp.TryCast, exp.DataType, exp.DataTypeParam,
 )  # fmt: skip
 # functions sqlglot does not model, by name
-_FUNCTIONS = {"LOG1P", "EXPM1", "LOG10", "LOG2", "SIGNUM", "SIGN"}
+_FUNCTIONS = {"LOG1P", "EXPM1", "LOG10", "LOG2"}
 _TYPES = {"DOUBLE", "FLOAT", "INT", "BIGINT", "DECIMAL", "BOOLEAN"}
 
 
@@ -46,8 +46,8 @@ def safe_expression(text: str) -> str:
             if node.name.upper() not in _FUNCTIONS:
                 raise UnsafeExpressionError(
                     f"function {node.name}() is not allowed; allowed: arithmetic, comparisons, CASE, IF, "
-                    f"COALESCE, GREATEST, LEAST, NULLIF, ABS, LN, LOG, EXP, SQRT, POWER, ROUND, FLOOR, CEIL, "
-                    f"CAST and {sorted(_FUNCTIONS)}"
+                    "COALESCE, GREATEST, LEAST, NULLIF, ABS, LN, LOG, EXP, SQRT, POWER, ROUND, FLOOR, CEIL, "
+                    f"SIGN, CAST and {sorted(_FUNCTIONS)}"
                 )
             continue
         if not isinstance(node, _NODES):

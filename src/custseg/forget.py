@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 ERASURES = "meta.erasures"
 IDENTITY_MAP = "silver.identity_map"
 IDENTITY_RECORDS = "bronze.identity_records"
+ID_CHANGES = "silver.identity_id_changes"
+MAX_ID_CHAIN = 20  # former ids followed back at most this far
 QUARANTINE = "bronze.quarantine"
 # characters that continue an id, email or phone: a needle must not touch one on either side
 _TOKEN = "A-Za-z0-9_.@+-"
@@ -94,19 +96,66 @@ def _condition(columns: Sequence[str]) -> tuple[str, Column] | None:
 
 
 def _needles(tables: TableStore, records: DataFrame) -> DataFrame:
-    """Regexes matching, as whole tokens, the person's source ids, emails and phones (what
-    traces a quarantine row to them: its raw text may not have parsed into columns)."""
-    values = records.select(F.col("source_id").alias("v"))
+    """What traces a quarantine row to the person (its raw text may not have parsed into
+    columns): ``needle``, a regex matching one of their source ids, emails or phones as a
+    whole token, and ``context``, a regex the text must match too (a source id's system
+    name: ids of two systems may be equal; empty for an email or a phone). A value holding
+    a backslash is matched as plain text (``\\Q...\\E`` cannot quote it)."""
+    ids = records.select(F.col("source_id").alias("v"), F.col("source_system").alias("system"))
+    values = ids
     if tables.exists(IDENTITY_RECORDS):
         held = tables.read(IDENTITY_RECORDS, version=tables.latest_version(IDENTITY_RECORDS)).join(
             records, ["source_system", "source_id"], "left_semi"
         )
         for c in ("email", "phone"):
-            values = values.unionByName(held.select(F.col(c).alias("v")))
-    values = values.where(F.length(F.trim("v")) >= 3).distinct()
+            values = values.unionByName(
+                held.select(F.col(c).alias("v"), F.lit(None).cast("string").alias("system"))
+            )
+    values = values.withColumn("v", F.trim("v")).where(F.length("v") >= 3).distinct()
+
+    def quoted(col: str) -> Column:
+        return F.concat(F.lit("\\Q"), F.col(col), F.lit("\\E"))
+
+    plain = F.col("v").contains("\\")
     return values.select(
-        F.concat(F.lit(f"(^|[^{_TOKEN}])\\Q"), F.trim("v"), F.lit(f"\\E($|[^{_TOKEN}])")).alias("needle")
+        F.when(plain, F.col("v"))
+        .otherwise(F.concat(F.lit(f"(^|[^{_TOKEN}])"), quoted("v"), F.lit(f"($|[^{_TOKEN}])")))
+        .alias("needle"),
+        plain.alias("plain"),
+        F.when(F.col("system").isNull() | F.col("system").contains("\\"), F.lit(""))
+        .otherwise(quoted("system"))
+        .alias("context"),
     )
+
+
+_TRACED = (
+    "(CASE WHEN s.plain THEN instr(t.raw_record, s.needle) > 0 ELSE t.raw_record rlike s.needle END)"
+    " AND (s.context = '' OR t.raw_record rlike s.context)"
+)
+
+
+def _former_ids(tables: TableStore, ids: DataFrame) -> DataFrame:
+    """``ids`` and every id they were known by before (``silver.identity_id_changes``:
+    merged or split away from, followed back to the first), so gold rows and change-log
+    rows under a former id go too. A person's chain is a few ids: a loop of small joins."""
+    if not tables.exists(ID_CHANGES):
+        return ids
+    changes = tables.read(ID_CHANGES, version=tables.latest_version(ID_CHANGES)).select(
+        "old_customer_id", "new_customer_id"
+    )
+    known = ids
+    for _ in range(MAX_ID_CHAIN):
+        older = (
+            changes.join(known.withColumnRenamed("customer_id", "new_customer_id"), "new_customer_id")
+            .select(F.col("old_customer_id").alias("customer_id"))
+            .join(known, "customer_id", "left_anti")
+            .distinct()
+            .localCheckpoint()
+        )
+        if older.isEmpty():
+            break
+        known = known.unionByName(older).localCheckpoint()
+    return known
 
 
 def forget(cfg: Config, spark: SparkSession, customer_ids: Sequence[str], run_id: str) -> Erasure:
@@ -139,11 +188,13 @@ def forget(cfg: Config, spark: SparkSession, customer_ids: Sequence[str], run_id
         if found:
             result.records = records.count()
             keys = {
-                "ids": ids,
+                "ids": _former_ids(tables, ids.join(records.select("customer_id").distinct(), "customer_id")),
                 "records": records.select("source_system", "source_id").distinct(),
                 "rids": records.select(source_key("source_system", "source_id").alias("rid")),
             }
             needles = _needles(tables, records).localCheckpoint()
+            # retention and no statistics first: the delete's files carry none
+            _set_properties(tables, cfg)
             _suppress(tables, records, key)
             for name in table_names(tables):
                 result.rows[name] = _delete(tables, name, keys, needles)
@@ -168,7 +219,7 @@ def _holds_people(tables: TableStore, name: str) -> bool:
 
 def _delete(tables: TableStore, name: str, keys: dict[str, DataFrame], needles: DataFrame) -> int:
     if name == QUARANTINE:
-        return tables.delete_matching(name, needles, F.expr("t.raw_record rlike s.needle"))
+        return tables.delete_matching(name, needles, F.expr(_TRACED))
     rule = _condition(tables.read(name, version=tables.latest_version(name)).columns)
     if rule is None:
         return 0
@@ -208,22 +259,40 @@ def _record(tables: TableStore, result: Erasure, key: bytes) -> None:
     tables.merge(rows, ERASURES, keys=["customer_key"], when_matched="ignore")
 
 
+def _all_tables(tables: TableStore) -> list[str]:
+    return table_names(tables) + [f"{META}.{t}" for t in _meta_tables(tables)]
+
+
+def _set_properties(tables: TableStore, cfg: Config) -> None:
+    for name in _all_tables(tables):
+        tables.set_properties(name, retention_properties(cfg, name))
+
+
 def _retain_and_vacuum(tables: TableStore, cfg: Config) -> None:
     """Retention properties on every table; VACUUM of every table with per-person rows
     (the others' old versions hold aggregates only)."""
-    names = table_names(tables) + [f"{META}.{t}" for t in _meta_tables(tables)]
+    _set_properties(tables, cfg)
     vacuumed = 0
-    for name in names:
-        tables.set_properties(name, retention_properties(cfg, name))
-        if not name.startswith(f"{META}.") and _holds_people(tables, name):
+    for name in table_names(tables):
+        if _holds_people(tables, name):
             tables.vacuum(name, cfg.privacy.vacuum_retention_hours)
             vacuumed += 1
     log.info(
-        "forget: retention set on %d tables; VACUUM (%.0f h) of the %d with per-person rows",
-        len(names),
+        "forget: retention set; VACUUM (%.0f h) of the %d tables with per-person rows",
         cfg.privacy.vacuum_retention_hours,
         vacuumed,
     )
+
+
+def vacuum(cfg: Config, spark: SparkSession, run_id: str) -> None:
+    """Only the retention and VACUUM step (``jobs/forget.py --vacuum-only``): files an
+    erasure replaced are removed by the first VACUUM after the retention has passed, so
+    schedule this (daily, say) when the retention is not 0."""
+    tables = TableStore(
+        spark, cfg.storage.warehouse, run_id=run_id, properties=partial(retention_properties, cfg)
+    )
+    with holding(tables, cfg.run.lease_seconds, cfg.run.lease_wait_seconds):
+        _retain_and_vacuum(tables, cfg)
 
 
 def _meta_tables(tables: TableStore) -> list[str]:

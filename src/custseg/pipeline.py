@@ -98,6 +98,10 @@ def _hold(cfg: Config, run_id: str) -> AbstractContextManager[None]:
     return holding(tables, cfg.run.lease_seconds, cfg.run.lease_wait_seconds)
 
 
+class ErasedSinceStartError(RuntimeError):
+    """A run resumed after an erasure that published since the run started."""
+
+
 def run_stage(cfg: Config, stage: str, run_id: str, force: bool = False) -> StageRun | None:
     """Run one stage under ``run_id`` and return its tracking handle; None when this run
     id already finished the stage (and ``force`` is off): a rerun changes nothing."""
@@ -110,6 +114,12 @@ def run_stage(cfg: Config, stage: str, run_id: str, force: bool = False) -> Stag
         tables = TableStore(
             spark, cfg.storage.warehouse, run_id=run_id, properties=partial(retention_properties, cfg)
         )
+        erased = tables.erased_since_start()
+        if erased is not None:
+            raise ErasedSinceStartError(
+                f"run {run_id} started before the erasure published at {erased:%Y-%m-%d %H:%M:%S} UTC; its "
+                "earlier outputs hold the erased people: start a new run (a new --run-id)"
+            )
         if not force and tables.finished(stage):
             log.info(
                 "stage %s of run %s already finished; nothing to do (--force runs it again)", stage, run_id

@@ -38,7 +38,7 @@ RUN_SETTINGS = "meta.run_settings"
 _NAME = re.compile(r"^(bronze|silver|gold|meta)\.([a-z][a-z0-9_]*)$")
 # A run id: it goes into MLflow filter strings, Delta predicates and staging paths, so it
 # starts with a letter or digit (never "." or ".."), holds no quote, slash or space, and is short.
-RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}\Z")
 # PUBLISHED: the tables are published, the steps after it (an alias) not yet done;
 # FINISHED: all done. Readers see both; only FINISHED makes a rerun skip the stage.
 PUBLISHED_STATUSES = ("PUBLISHED", "FINISHED")
@@ -284,6 +284,23 @@ class TableStore:
         )
         assert got is not None
         return str(got["value"])
+
+    def erased_since_start(self) -> datetime | None:
+        """When an erasure (stage ``forget``, another run id) published after this run's
+        first stage started: this run's earlier outputs still hold the erased people, so
+        it must not resume. None when there is none (or this run has not started)."""
+        if not self.exists(STAGE_RUNS):
+            return None
+        runs = self.read(STAGE_RUNS, version=self.latest_version(STAGE_RUNS))
+        row = (
+            runs.where(F.col("run_id") == self.run_id)
+            .agg(F.min("started_at").alias("start"))
+            .crossJoin(runs.where(F.col("stage") == "forget").select("finished_at"))
+            .where(F.col("finished_at") > F.col("start"))
+            .agg(F.max("finished_at").alias("erased"))
+            .first()
+        )
+        return row["erased"] if row is not None else None
 
     def finished(self, stage: str) -> bool:
         """Whether this run id has a finished run of ``stage`` in ``meta.stage_runs``."""

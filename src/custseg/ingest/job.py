@@ -40,7 +40,7 @@ from custseg.ingest.rules import (
 )
 from custseg.ingest.sources import SchemaDriftError, SourceFrame, read_source
 from custseg.privacy import SUPPRESSED, pseudonym_key, suppressed_records
-from custseg.tables import TableStore, utc_now
+from custseg.tables import STAGE_RUNS, TableStore, utc_now
 
 if TYPE_CHECKING:
     from custseg.pipeline import StageContext
@@ -558,17 +558,25 @@ class Suppression:
 
 def expire_quarantine(tables: TableStore, max_age_days: int | None) -> None:
     """Delete the quarantine rows of runs that first quarantined them more than
-    ``max_age_days`` ago (a run's age: its first commit to the table)."""
+    ``max_age_days`` ago. A run's age: when its ingest started (``meta.stage_runs``, kept
+    for good), else its first commit to the table (Delta history, which log retention
+    trims: a run older than that and never published stays)."""
     if max_age_days is None or not tables.exists(QUARANTINE):
         return
     cutoff = utc_now() - timedelta(days=max_age_days)
+    started = tables.history(QUARANTINE).where(F.col("userMetadata").isNotNull())
+    started = started.select(F.col("userMetadata").alias("run_id"), F.col("timestamp").alias("at"))
+    if tables.exists(STAGE_RUNS):
+        ingests = tables.read(STAGE_RUNS, version=tables.latest_version(STAGE_RUNS)).where(
+            F.col("stage") == "ingest"
+        )
+        started = started.unionByName(ingests.select("run_id", F.col("started_at").alias("at")))
     runs = (
-        tables.history(QUARANTINE)
-        .where(F.col("userMetadata").isNotNull())
-        .groupBy(F.col("userMetadata").alias("run_id"))
-        .agg(F.min("timestamp").alias("first"))
+        started.groupBy("run_id")
+        .agg(F.min("at").alias("first"))
         .where(F.col("first") < F.lit(cutoff))
         .select("run_id")
+        .localCheckpoint()
     )
     if runs.isEmpty():
         return

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from custseg.config import Config
+from custseg.config import Config, flatten
 from custseg.ingest.contract import TABLE_ORDER
 from custseg.pipeline import stage_names
 from custseg.report import plots
@@ -818,8 +818,9 @@ def section_data_quality(data: ReportData) -> Section:
 def config_differences(logged: dict[str, str], cfg: Config) -> pd.DataFrame:
     """Config keys whose value in the run differs from custseg's defaults (the run's
     logged config when tracked, else the given config)."""
-    defaults = {k: str(v) for k, v in Config().flat().items()}
-    used = logged or {k: str(v) for k, v in cfg.flat().items()}
+    # as logged: written, redacted (never the expanded config, which may hold secrets)
+    defaults = {k: str(v) for k, v in flatten(Config().loggable()).items()}
+    used = logged or {k: str(v) for k, v in flatten(cfg.loggable()).items()}
     rows = [
         {"key": k, "run": redact(k, v), "default": redact(k, defaults.get(k, "(not a default key)"))}
         for k, v in sorted(used.items())
