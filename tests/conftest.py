@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from custseg.config import Config, load_config
 from custseg.generate import generate_world, write_world
@@ -122,24 +123,62 @@ SUBMIT_SETTINGS = [
     "segment.bootstrap_resamples=2",
     "segment.comparators=[kmeans]",
     "insights.replicates=20",
+    # score pairs with Splink on Spark (its UDF jar on the executors), not DuckDB
+    "stitch.driver_scoring_max_records=0",
     'spark.conf={"spark.ui.showConsoleProgress": "false"}',
 ]
 RUN_B_SETTINGS = ["segment.k_min=2", "segment.k_max=2"]
 
 
-def submit_command(settings: list[str], run_id: str, *extra: str) -> list[str]:
-    """spark-submit of jobs/pipeline.py in local mode with the test config and ``settings``."""
+def submit_command(settings: list[str], run_id: str, *extra: str, master: str = "local[2]") -> list[str]:
+    """spark-submit of jobs/pipeline.py (local mode unless ``master``) with the test config
+    and ``settings``."""
     command = [
         str(ROOT / "spark-submit.sh"),
         "jobs/pipeline.py",
         "--master",
-        "local[2]",
+        master,
         "--conf",
         str(TEST_CONF),
     ]
     for setting in settings:
         command += ["--set", setting]
     return [*command, "--run-id", run_id, *extra]
+
+
+def content(df: DataFrame, decimals: int | None = None) -> list[str]:
+    """The table's rows as sorted digests of their JSON (a multiset: duplicates count);
+    with ``decimals``, double and float columns rounded to that many places first."""
+    floating = {f.name for f in df.schema.fields if f.dataType.typeName() in ("double", "float")}
+    cols = [
+        F.round(F.col(f"`{c}`"), decimals).alias(c)
+        if decimals is not None and c in floating
+        else F.col(f"`{c}`")
+        for c in sorted(df.columns)
+    ]
+    digest = F.sha2(F.to_json(F.struct(*cols)), 256)
+    return sorted(r[0] for r in df.select(digest).collect())
+
+
+def tables_differing_from_a(
+    spark: SparkSession, submitted: Submitted, warehouse: Path, decimals: int | None = None
+) -> tuple[list[str], list[str]]:
+    """Every table of ``warehouse`` (its newest version) compared with the version run A
+    wrote: (the table names, those whose content differs). ``decimals`` as in ``content``."""
+    from custseg.runs import table_names, table_versions
+    from custseg.tables import TableStore
+
+    ours = TableStore(spark, str(warehouse), run_id="check")
+    theirs = TableStore(spark, submitted.cfg.storage.warehouse, run_id="check")
+    names = table_names(ours)
+    written_by_a = table_versions(theirs, submitted.run_a, names)
+    differing = [
+        name
+        for name in names
+        if content(theirs.read(name, version=written_by_a[name].written), decimals)
+        != content(ours.read(name), decimals)
+    ]
+    return names, differing
 
 
 @pytest.fixture(scope="session")

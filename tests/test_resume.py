@@ -20,15 +20,22 @@ from pathlib import Path
 import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from custseg.config import load_config
-from custseg.runs import table_names, table_versions
 from custseg.tables import STAGE_RUNS, TableStore
 from custseg.tracking import RUN_TAG, STAGE_TAG
 
-from .conftest import ROOT, SUBMIT_SETTINGS, TEST_CONF, Submitted, submit_command, temp_overrides
+from .conftest import (
+    ROOT,
+    SUBMIT_SETTINGS,
+    TEST_CONF,
+    Submitted,
+    submit_command,
+    tables_differing_from_a,
+    temp_overrides,
+)
 
 STAGES = ["ingest", "stitch", "features", "segment", "score", "clv"]
 KILLED = ["ingest", "stitch", "features", "segment", "clv"]
@@ -88,13 +95,6 @@ def _attempt(command: list[str], kill: tuple[str, float] | None, commit_dir: Pat
     raise AssertionError(f"stage {stage} never reached")
 
 
-def _content(df: DataFrame) -> list[str]:
-    """The table's rows as sorted digests of their JSON (a multiset: duplicates count)."""
-    cols = sorted(df.columns)
-    digest = F.sha2(F.to_json(F.struct(*[F.col(f"`{c}`") for c in cols])), 256)
-    return sorted(r[0] for r in df.select(digest).collect())
-
-
 @pytest.fixture(scope="module")
 def resumed(submitted: Submitted, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str], str]:
     assert submitted.returncode == 0, submitted.output[-3000:]
@@ -123,27 +123,19 @@ def test_killed_and_resumed_equals_uninterrupted(
 ) -> None:
     tmp, outputs, final = resumed
     assert len(outputs) == 6
-    ours = TableStore(spark, str(tmp / "warehouse"), run_id="check")
-    theirs = TableStore(spark, submitted.cfg.storage.warehouse, run_id="check")
-    names = table_names(ours)
+    names, differing = tables_differing_from_a(spark, submitted, tmp / "warehouse")
     assert {
         "bronze.transactions",
         "silver.identity_map",
         "gold.customer_features",
         "gold.customer_clv",
     } <= set(names)
-    written_by_a = table_versions(theirs, submitted.run_a, names)
-    differing = []
-    for name in names:
-        a = theirs.read(name, version=written_by_a[name].written)
-        b = ours.read(name)
-        if _content(a) != _content(b):
-            differing.append(name)
     assert not differing, differing
     # the resumed run skipped what earlier attempts finished and ran the rest once
     for stage in STAGES:
         assert f"stage {stage}" in final
     assert "already finished; nothing to do" in final
+    ours = TableStore(spark, str(tmp / "warehouse"), run_id="check")
     published = ours.read(STAGE_RUNS).where(F.col("run_id") == submitted.run_a).toPandas()
     assert sorted(published["stage"]) == sorted(STAGES) and set(published["status"]) == {"FINISHED"}
     staging = tmp / "warehouse" / "_staging"

@@ -117,6 +117,10 @@ def build_session(cfg: SparkConfig, extra_jars: list[str] | None = None) -> Spar
         # reliable checkpoints (stitch's connected components) hold record keys: remove
         # them once their frames are gone rather than leave them in checkpoint_dir
         "spark.cleaner.referenceTracking.cleanCheckpoints": "true",
+        # what any one action may send the driver: the stages collect only aggregates and
+        # config-bounded samples (Splink's training sample of stitch.train_max_records is
+        # the largest); a per-customer collect at scale fails here instead of in the heap
+        "spark.driver.maxResultSize": "256m",
     }
     # Python workers run the driver's interpreter (the venv with pandas and scipy)
     # unless spark-submit or the environment chose one; pyspark reads only the variable.
