@@ -58,10 +58,11 @@ def slope(points: list[tuple[float, float]]) -> float:
     return sum((x - mx) * (y - my) for x, y in logs) / sxx if sxx else float("nan")
 
 
-def size_of(fig: dict[str, Any]) -> int:
-    """What a stage's cost is measured against: the rows it read, or wrote when it reads
-    nothing (generate)."""
-    return int(fig["rows_in"] or fig["rows_out"])
+def size_of(fig: dict[str, Any], result: dict[str, Any]) -> int:
+    """What a stage's cost is measured against: the rows it read from tables, else the rows
+    it wrote (ingest reads files), else the rows ingest wrote (generate writes files)."""
+    ingest = next((f for f in result["stages"] if f["stage"] == "ingest"), {"rows_out": 0})
+    return int(fig["rows_in"] or fig["rows_out"] or ingest["rows_out"])
 
 
 def main() -> None:
@@ -87,7 +88,7 @@ def main() -> None:
         for size in args.sizes:
             fig = next((f for f in results[size]["stages"] if f["stage"] == stage), None)
             if fig is not None:
-                points.append((size_of(fig), float(fig["seconds"])))
+                points.append((size_of(fig, results[size]), float(fig["seconds"])))
         rows.append({"stage": stage, "points": points, "slope": slope(points)})
     width = 24
     head = (
