@@ -123,8 +123,6 @@ SUBMIT_SETTINGS = [
     "segment.bootstrap_resamples=2",
     "segment.comparators=[kmeans]",
     "insights.replicates=20",
-    # score pairs with Splink on Spark (its UDF jar on the executors), not DuckDB
-    "stitch.driver_scoring_max_records=0",
     'spark.conf={"spark.ui.showConsoleProgress": "false"}',
 ]
 RUN_B_SETTINGS = ["segment.k_min=2", "segment.k_max=2"]
