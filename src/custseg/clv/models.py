@@ -34,6 +34,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from scipy import special
 
+from custseg.sampling import hash_sample
+
 log = logging.getLogger(__name__)
 
 SUMMARY_COLUMNS = ("frequency", "recency", "T", "monetary_value")
@@ -455,7 +457,7 @@ class _SparkSpendSums(_SpendSums):
     def sample(self, rows: int, seed: int) -> _LocalSpendSums:
         """About ``rows`` repeat customers drawn at random, on the driver (bounded)."""
         fraction = min(1.0, rows / self.n)
-        drawn = self.data.sample(fraction=fraction, seed=seed).toArrow().to_pandas()
+        drawn = hash_sample(self.data, fraction, seed, ["x", "m"]).toArrow().to_pandas()
         return _LocalSpendSums(drawn["x"].to_numpy(float), drawn["m"].to_numpy(float))
 
     def close(self) -> None:

@@ -41,6 +41,7 @@ from pyspark.sql import functions as F
 from pyspark.storagelevel import StorageLevel
 
 from custseg.config import SegmentConfig
+from custseg.sampling import canonical_order, hash_sample
 from custseg.segment.kprototypes import KPrototypes, KPrototypesModel, mixed_gamma
 from custseg.segment.naming import OUTLIER, outlier_clusters, segment_names
 from custseg.segment.scaling import LogStandardScaler
@@ -218,7 +219,7 @@ def fit_kprototypes(
         )
         stability = None
         if cfg.bootstrap_resamples > 0:
-            labelled = model.transform(scaled.select(*numeric, *categorical)).withColumnRenamed(
+            labelled = model.transform(scaled.select(KEY, *numeric, *categorical)).withColumnRenamed(
                 "segment", "_orig"
             )
             stability = bootstrap_stability(
@@ -229,6 +230,7 @@ def fit_kprototypes(
                 resamples=cfg.bootstrap_resamples,
                 seed=seed + 1000 * k,
                 fraction=min(1.0, cfg.bootstrap_rows / n),
+                key_cols=[KEY],
             )
         value = value_by_cluster(
             model.transform(scaled.select(*numeric, *categorical, cfg.value_col)), "segment", cfg.value_col
@@ -316,7 +318,7 @@ class ComparatorData:
         ).persist(StorageLevel.MEMORY_AND_DISK)
         fit_vectors, fit_rows = vectors, n
         if 0 < cfg.comparator_rows < n:
-            fit_vectors = vectors.sample(fraction=cfg.comparator_rows / n, seed=seed).persist(
+            fit_vectors = hash_sample(vectors, cfg.comparator_rows / n, seed, [KEY]).persist(
                 StorageLevel.MEMORY_AND_DISK
             )
             fit_rows = fit_vectors.count()
@@ -439,7 +441,7 @@ def screen_outliers(
     numeric, categorical = numeric_inputs(cfg), categorical_inputs(cfg)
     if cfg.outlier_probe_k < 2:
         return None, scaled
-    sample = scaled.sample(fraction=min(1.0, cfg.outlier_probe_rows / n), seed=seed)
+    sample = hash_sample(scaled, min(1.0, cfg.outlier_probe_rows / n), seed, [KEY])
     probe = KPrototypes(
         k=cfg.outlier_probe_k,
         numericCols=numeric,
@@ -560,7 +562,8 @@ def run_segment(ctx: StageContext) -> None:
         raise FileNotFoundError(f"segment needs {cfg.features_table}; run the features stage first")
     started = time.perf_counter()
     seed = ctx.cfg.run.seed
-    features = latest_snapshot(tables.read(cfg.features_table), cfg.snapshot_date)
+    # the rows in one order wherever the table was written, for the seeded samplers
+    features = canonical_order(latest_snapshot(tables.read(cfg.features_table), cfg.snapshot_date), KEY)
     prep = fit_prep(cfg, features)
     numeric, categorical = numeric_inputs(cfg), categorical_inputs(cfg)
     profile_cols = profile_columns(cfg, features.columns)

@@ -34,6 +34,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.storagelevel import StorageLevel
 
+from custseg.sampling import hash_order
 from custseg.segment.blocks import (
     MAX_CATEGORY_VALUES,
     ColumnBlocks,
@@ -406,7 +407,8 @@ class KPrototypes(Estimator["KPrototypesModel"], _KPrototypesParams, ModelDataPe
         mode = self.getInitMode()
         log.info("KPrototypes: %s initialisation of %d prototypes", mode, k)
         if mode == "random":
-            return _rows_as_prototypes(data.orderBy(F.rand(seed)).limit(k).collect(), numeric, categorical)
+            picked = data.orderBy(hash_order([*numeric, *categorical], seed)).limit(k).collect()
+            return _rows_as_prototypes(picked, numeric, categorical)
         if not categorical:
             raise ValueError(f"KPrototypes: initMode {mode!r} needs categorical columns; use 'k-means||'")
         if mode == "cao":
@@ -601,7 +603,7 @@ def init_huang(
             chosen.append(picks[f"p{j}"])
     if len(chosen) < k:
         log.info("KPrototypes Huang init: %d duplicate rows replaced by random rows", k - len(chosen))
-        for r in data.orderBy(F.rand(seed)).limit(2 * k).collect():
+        for r in data.orderBy(hash_order([*numeric, *categorical], seed)).limit(2 * k).collect():
             if len(chosen) < k and r not in chosen:
                 chosen.append(r)
     return _rows_as_prototypes(chosen, numeric, categorical)

@@ -27,6 +27,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.storagelevel import StorageLevel
 
+from custseg.sampling import hash_resample
 from custseg.segment.blocks import encode_categories
 from custseg.segment.kprototypes import KPrototypes, dissimilarity_columns
 
@@ -158,13 +159,16 @@ def bootstrap_stability(
     seed: int,
     fraction: float = 1.0,
     prediction_col: str = "segment",
+    key_cols: Sequence[str] | None = None,
 ) -> Stability:
     """clusterboot on Spark: refit ``estimator`` on B seeded resamples of ``data``.
 
     ``data`` carries the original clustering in ``label_col`` (0..k-1). ``fraction`` < 1
     resamples a subsample of that expected size (with replacement), which bounds the cost
-    of the refits on large inputs. Resample b is ``data.sample(True, fraction, seed + b)``,
-    refitted from seed ``seed + b``; the B refits run side by side in the same passes
+    of the refits on large inputs. Resample b repeats each row a Poisson(``fraction``)
+    number of times drawn by a hash of ``key_cols`` (default: every column) and ``seed + b``
+    (``custseg.sampling.hash_resample``: the same rows whatever their order), refitted from
+    seed ``seed + b``; the B refits run side by side in the same passes
     (``KPrototypes.fitSubsets``), and the B contingency tables come from one job.
     """
     if resamples < 1:
@@ -172,9 +176,7 @@ def bootstrap_stability(
     boot = reduce(
         DataFrame.unionByName,
         [
-            data.sample(withReplacement=True, fraction=fraction, seed=seed + b).withColumn(
-                _RESAMPLE, F.lit(b)
-            )
+            hash_resample(data, fraction, seed + b, key_cols or data.columns).withColumn(_RESAMPLE, F.lit(b))
             for b in range(resamples)
         ],
     ).persist(StorageLevel.MEMORY_AND_DISK)
