@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from custseg.config import BLOCKING_CANDIDATES, IDENTITY_FIELDS, TRAINING_CANDIDATES, StitchConfig
@@ -549,4 +549,27 @@ def probabilistic_links(
     chart: Any = linker.visualisations.match_weights_chart()
     html = str(chart.to_html())
     df.unpersist()
+    if not in_driver:
+        remove_splink_files(spark)
     return ProbabilisticResult(links=links, plan=plan, model=trained, match_weights_html=html, prior=prior)
+
+
+def remove_splink_files(spark: SparkSession) -> int:
+    """Delete the Parquet tables Splink's Spark backend wrote under the checkpoint
+    directory (``__splink__*``: standardised identity records, blocked pairs, scores).
+    Splink leaves them there; they hold personal data outside the silver tables. Called
+    once the links are checkpointed. Returns how many folders were removed."""
+    sc = spark.sparkContext
+    directory = sc._jsc.sc().getCheckpointDir()  # type: ignore[union-attr]
+    if not directory.isDefined():
+        return 0
+    jvm = sc._jvm
+    assert jvm is not None
+    root = jvm.org.apache.hadoop.fs.Path(directory.get())
+    fs = root.getFileSystem(sc._jsc.hadoopConfiguration())  # type: ignore[union-attr]
+    removed = 0
+    for status in fs.listStatus(root) if fs.exists(root) else []:
+        if status.getPath().getName().startswith("__splink__") and fs.delete(status.getPath(), True):
+            removed += 1
+    log.info("stitch: removed %d Splink intermediate tables from the checkpoint directory", removed)
+    return removed
