@@ -35,6 +35,7 @@ from statsmodels.tools.sm_exceptions import ConvergenceWarning
 from statsmodels.tsa.exponential_smoothing.ets import ETSModel
 
 from custseg.features.core import as_date, is_order
+from custseg.insights.ranks import SIGNIFICANT_DIGITS
 
 logger = logging.getLogger(__name__)
 
@@ -366,6 +367,14 @@ def _month_date(period: pd.Period) -> date:
     return date(period.year, period.month, 1)
 
 
+def _significant(values: np.ndarray, digits: int = SIGNIFICANT_DIGITS) -> np.ndarray:
+    """``values`` at ``digits`` significant digits. The monthly sums are sums of doubles,
+    which differ in their last bits when added in another order (on a cluster); the ETS
+    likelihood optimiser turns such a difference into one in the 5th digit of the forecast,
+    so the forecast starts from the rounded values (Theil-Sen's medians do not amplify it)."""
+    return np.array([float(f"{v:.{digits - 1}e}") if np.isfinite(v) else v for v in values], dtype=float)
+
+
 def _ets_forecast(
     y: np.ndarray, *, horizon: int, alpha: float, seasonal: int | None, damped: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
@@ -502,7 +511,7 @@ def kpi_trends(
         gaps = np.flatnonzero(~ok)
         tail = values[gaps[-1] + 1 :] if len(gaps) else values
         mean, low, high, method = _ets_forecast(
-            tail, horizon=horizon, alpha=alpha, seasonal=seasonal, damped=damped
+            _significant(tail), horizon=horizon, alpha=alpha, seasonal=seasonal, damped=damped
         )
         for h in range(horizon):
             forecasts.append(

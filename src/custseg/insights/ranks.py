@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 
@@ -27,17 +27,33 @@ def rank_col(name: str) -> str:
     return f"{name}_rank"
 
 
+# Values are ranked at this many significant digits: a sum of doubles added in another
+# order (on a cluster, shuffle blocks arrive in another order) differs in its last bits,
+# and without rounding two customers tied in one run would not be tied in the other.
+SIGNIFICANT_DIGITS = 12
+
+
+def significant(col: Column, digits: int = SIGNIFICANT_DIGITS) -> Column:
+    """``col`` (a double) rounded to ``digits`` significant digits; null stays null."""
+    return F.format_string(f"%.{digits - 1}e", col).cast("double")
+
+
 def with_ranks(df: DataFrame, cols: Sequence[str], *, id_col: str = "customer_id") -> DataFrame:
     """``id_col`` and ``<col>_rank`` for each of ``cols``: the 1-based average rank of the
-    row's value among the non-null (and non-NaN) values of the column; null where the value
-    is null. ``df`` must hold one row per ``id_col``; every row is returned."""
+    row's value (at ``SIGNIFICANT_DIGITS`` significant digits) among the non-null (and non-NaN)
+    values of the column; null where the value is null. ``df`` must hold one row per
+    ``id_col``; every row is returned."""
     missing = [c for c in [id_col, *cols] if c not in df.columns]
     if missing:
         raise ValueError(f"with_ranks: columns {missing} not in {df.columns}")
     if not cols:
         raise ValueError("with_ranks: no columns to rank")
     values = df.select(
-        id_col, *[F.when(~F.isnan(F.col(c).cast("double")), F.col(c).cast("double")).alias(c) for c in cols]
+        id_col,
+        *[
+            F.when(~F.isnan(F.col(c).cast("double")), significant(F.col(c).cast("double"))).alias(c)
+            for c in cols
+        ],
     )
     counts = values.select(*[F.count(c).alias(c) for c in cols]).first()
     assert counts is not None
