@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from pyspark.sql import DataFrame, SparkSession
@@ -123,6 +124,8 @@ SUBMIT_SETTINGS = [
     "segment.bootstrap_resamples=2",
     "segment.comparators=[kmeans]",
     "insights.replicates=20",
+    # score pairs with Splink on Spark (its UDF jar on the executors), not DuckDB
+    "stitch.driver_scoring_max_records=0",
     'spark.conf={"spark.ui.showConsoleProgress": "false"}',
 ]
 RUN_B_SETTINGS = ["segment.k_min=2", "segment.k_max=2"]
@@ -144,25 +147,41 @@ def submit_command(settings: list[str], run_id: str, *extra: str, master: str = 
     return [*command, "--run-id", run_id, *extra]
 
 
-def content(df: DataFrame, decimals: int | None = None) -> list[str]:
-    """The table's rows as sorted digests of their JSON (a multiset: duplicates count);
-    with ``decimals``, double and float columns rounded to that many places first."""
-    floating = {f.name for f in df.schema.fields if f.dataType.typeName() in ("double", "float")}
-    cols = [
-        F.round(F.col(f"`{c}`"), decimals).alias(c)
-        if decimals is not None and c in floating
-        else F.col(f"`{c}`")
-        for c in sorted(df.columns)
-    ]
+def content(df: DataFrame) -> list[str]:
+    """The table's rows as sorted digests of their JSON (a multiset: duplicates count)."""
+    cols = [F.col(f"`{c}`") for c in sorted(df.columns)]
     digest = F.sha2(F.to_json(F.struct(*cols)), 256)
     return sorted(r[0] for r in df.select(digest).collect())
 
 
+def close_content(a: DataFrame, b: DataFrame, rtol: float) -> bool:
+    """Whether two small tables hold the same rows with doubles equal to a relative
+    ``rtol`` (to 1e-12 near zero): rows sorted by their other columns, then doubles."""
+    floating = sorted(f.name for f in a.schema.fields if f.dataType.typeName() in ("double", "float"))
+    other = sorted(c for c in a.columns if c not in floating)
+    if sorted(a.columns) != sorted(b.columns):
+        return False
+    frames = []
+    for df in (a, b):
+        pdf = df.toPandas()
+        keys = pdf[other].astype(str)
+        frames.append(pd.concat([keys, pdf[floating]], axis=1).sort_values([*other, *floating]))
+    x, y = frames
+    if len(x) != len(y) or not (x[other].to_numpy() == y[other].to_numpy()).all():
+        return False
+    return bool(
+        np.isclose(
+            x[floating].to_numpy(float), y[floating].to_numpy(float), rtol=rtol, atol=1e-12, equal_nan=True
+        ).all()
+    )
+
+
 def tables_differing_from_a(
-    spark: SparkSession, submitted: Submitted, warehouse: Path, decimals: int | None = None
+    spark: SparkSession, submitted: Submitted, warehouse: Path, rtol: float | None = None
 ) -> tuple[list[str], list[str]]:
     """Every table of ``warehouse`` (its newest version) compared with the version run A
-    wrote: (the table names, those whose content differs). ``decimals`` as in ``content``."""
+    wrote: (the table names, those whose content differs): exactly, or with ``rtol`` as in
+    ``close_content`` for the doubles."""
     from custseg.runs import table_names, table_versions
     from custseg.tables import TableStore
 
@@ -170,12 +189,11 @@ def tables_differing_from_a(
     theirs = TableStore(spark, submitted.cfg.storage.warehouse, run_id="check")
     names = table_names(ours)
     written_by_a = table_versions(theirs, submitted.run_a, names)
-    differing = [
-        name
-        for name in names
-        if content(theirs.read(name, version=written_by_a[name].written), decimals)
-        != content(ours.read(name), decimals)
-    ]
+    differing = []
+    for name in names:
+        a, b = theirs.read(name, version=written_by_a[name].written), ours.read(name)
+        if content(a) != content(b) and (rtol is None or not close_content(a, b, rtol)):
+            differing.append(name)
     return names, differing
 
 
