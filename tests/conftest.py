@@ -147,6 +147,16 @@ def submit_command(settings: list[str], run_id: str, *extra: str, master: str = 
     return [*command, "--run-id", run_id, *extra]
 
 
+def failure(output: str, tail: int = 3000) -> str:
+    """What a failed spark-submit printed that says why: its last Python traceback, Spark's
+    INFO lines left out, or else the output's last ``tail`` characters."""
+    start = output.rfind("Traceback (most recent call last)")
+    if start < 0:
+        return output[-tail:]
+    lines = [line for line in output[start:].splitlines() if " INFO " not in line]
+    return "\n".join(lines[:80])
+
+
 def content(df: DataFrame) -> list[str]:
     """The table's rows as sorted digests of their JSON (a multiset: duplicates count)."""
     cols = [F.col(f"`{c}`") for c in sorted(df.columns)]

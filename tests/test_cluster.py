@@ -31,6 +31,7 @@ from .conftest import (
     ROOT,
     SUBMIT_SETTINGS,
     Submitted,
+    failure,
     submit_command,
     tables_differing_from_a,
     temp_overrides,
@@ -81,7 +82,7 @@ def _events(folder: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def cluster_run(submitted: Submitted, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterRun]:
-    assert submitted.returncode == 0, submitted.output[-3000:]
+    assert submitted.returncode == 0, failure(submitted.output)
     tmp = tmp_path_factory.mktemp("cluster")
     env = {
         **os.environ,
@@ -139,7 +140,7 @@ def cluster_run(submitted: Submitted, tmp_path_factory: pytest.TempPathFactory) 
 def test_the_pipeline_on_a_standalone_cluster_equals_local_mode(
     spark: SparkSession, submitted: Submitted, cluster_run: ClusterRun
 ) -> None:
-    assert cluster_run.returncode == 0, cluster_run.output[-5000:]
+    assert cluster_run.returncode == 0, failure(cluster_run.output)
     finished = set(re.findall(r"stage (\w+) finished in", cluster_run.output))
     assert finished == set(re.findall(r"stage (\w+) finished in", submitted.output))
     assert set(STAGES) <= finished
@@ -175,7 +176,7 @@ def _file_rows(folder: Path) -> dict[str, list[str]]:
 def test_generate_on_the_cluster_writes_the_files_local_mode_writes(
     submitted: Submitted, cluster_run: ClusterRun
 ) -> None:
-    assert cluster_run.returncode == 0, cluster_run.output[-5000:]
+    assert cluster_run.returncode == 0, failure(cluster_run.output)
     ours = _file_rows(cluster_run.tmp / "generated")
     theirs = _file_rows(submitted.tmp / "generated")
     assert {"raw/transactions", "truth/identity", "truth/parameters.json"} <= set(ours)
@@ -184,7 +185,7 @@ def test_generate_on_the_cluster_writes_the_files_local_mode_writes(
 
 
 def test_every_task_ran_on_the_two_workers_executors(cluster_run: ClusterRun) -> None:
-    assert cluster_run.returncode == 0, cluster_run.output[-5000:]
+    assert cluster_run.returncode == 0, failure(cluster_run.output)
     added = [e for e in cluster_run.events if e["Event"] == "SparkListenerExecutorAdded"]
     assert len(added) >= 2
     assert {e["Executor Info"]["Host"] for e in added} == {"127.0.0.1"}
@@ -206,7 +207,7 @@ def test_every_task_ran_on_the_two_workers_executors(cluster_run: ClusterRun) ->
 def test_no_job_sends_the_driver_more_than_a_bounded_result(cluster_run: ClusterRun) -> None:
     """Nothing proportional to customers or events is collected: each job's task results
     (what the driver receives) stay under a bound on the tiny preset."""
-    assert cluster_run.returncode == 0, cluster_run.output[-5000:]
+    assert cluster_run.returncode == 0, failure(cluster_run.output)
     job_of_stage: dict[int, int] = {}
     for e in cluster_run.events:
         if e["Event"] == "SparkListenerJobStart":

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from tests.conftest import Submitted
+from tests.conftest import Submitted, failure
 from tests.test_report import run_version
 
 
@@ -32,7 +32,7 @@ def test_compare_two_runs_against_sklearn(
 ) -> None:
     from jobs.compare import main
 
-    assert submitted.returncode == 0, submitted.output[-3000:]
+    assert submitted.returncode == 0, failure(submitted.output)
     assert main([submitted.run_a, submitted.run_b, *_args(submitted, tmp_path)]) == 0
     printed = capsys.readouterr().out
     result = json.loads((tmp_path / "comparison.json").read_text())

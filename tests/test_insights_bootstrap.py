@@ -126,6 +126,21 @@ def test_with_ranks_equals_pandas_average_ranks(spark: SparkSession) -> None:
         with_ranks(df, ["missing"])
 
 
+def test_with_ranks_ties_values_equal_but_for_their_last_bits_and_keeps_nulls(spark: SparkSession) -> None:
+    # 0.1 + 0.2 and 0.3 differ in the last bit: a sum added in another order (a cluster)
+    rng = np.random.default_rng(5)
+    sums = np.where(rng.random(300) < 0.5, 0.1 + 0.2, 0.3) * rng.integers(1, 6, 300)
+    pdf = pd.DataFrame({"customer_id": [f"C{i}" for i in range(300)], "sum": sums})
+    df = spark.createDataFrame(pdf).withColumn(
+        "sum", F.when(F.col("customer_id").endswith("7"), F.lit(None)).otherwise(F.col("sum"))
+    )
+    ranks = with_ranks(df, ["sum"]).toPandas().set_index("customer_id").sort_index()
+    expected = pdf.set_index("customer_id").sort_index()["sum"].round(12)
+    expected[expected.index.str.endswith("7")] = np.nan
+    np.testing.assert_allclose(ranks["sum_rank"], expected.rank(method="average"), equal_nan=True)
+    assert ranks["sum_rank"].isna().sum() == 30 and ranks["sum_rank"].nunique() == 5
+
+
 def _weighted_gini(x: np.ndarray, w: np.ndarray) -> float:
     order = np.argsort(x, kind="stable")
     x, w = x[order], w[order]

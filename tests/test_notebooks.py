@@ -12,7 +12,7 @@ import pytest
 from deltalake import DeltaTable as RsDeltaTable
 from sklearn.metrics import adjusted_rand_score
 
-from tests.conftest import ROOT, TEST_CONF, Submitted
+from tests.conftest import ROOT, TEST_CONF, Submitted, failure
 from tests.test_report import IDENTITY, run_version
 
 NOTEBOOKS = ROOT / "notebooks"
@@ -22,7 +22,7 @@ def _execute(submitted: Submitted, name: str, out: Path, **parameters: Any) -> s
     """Run a notebook with papermill; the text of all its outputs."""
     import papermill
 
-    assert submitted.returncode == 0, submitted.output[-3000:]
+    assert submitted.returncode == 0, failure(submitted.output)
     source = nbformat.read(NOTEBOOKS / name, as_version=4)
     # saved without outputs, so what a reader opens is the code, not a stale run
     assert all(not c.get("outputs") for c in source.cells if c.cell_type == "code")

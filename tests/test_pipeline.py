@@ -12,7 +12,7 @@ from pyspark.sql import SparkSession
 from custseg.config import Config
 from custseg.pipeline import run_pipeline, select_stages, stage_names
 from custseg.tracking import RUN_TAG, STAGE_TAG
-from tests.conftest import Submitted
+from tests.conftest import Submitted, failure
 
 
 def test_select_stages() -> None:
@@ -52,7 +52,7 @@ def test_spark_submit_runs_the_pipeline_in_local_mode(submitted: Submitted) -> N
     """The real spark-submit (a fresh JVM and driver) runs every stage end to end, generate
     to report, on a small world with light settings (the shared ``submitted`` run A)."""
     output, tmp = submitted.output, submitted.tmp
-    assert submitted.returncode == 0, output[-3000:]
+    assert submitted.returncode == 0, failure(output)
     assert len(pd.read_parquet(tmp / "generated" / "truth" / "people")) == 400
     for stage in stage_names():
         assert f"stage {stage} finished" in output, stage

@@ -26,7 +26,7 @@ from custseg.config import ConfigError, PrivacyConfig, load_config
 from custseg.privacy import PseudonymKeyError, pseudonym, pseudonym_key
 from custseg.tables import TableStore
 
-from .conftest import ROOT, TEST_CONF, TEST_PSEUDONYM_KEY, Submitted, Tiny, temp_overrides
+from .conftest import ROOT, TEST_CONF, TEST_PSEUDONYM_KEY, Submitted, Tiny, failure, temp_overrides
 
 CANARY = "Canary-s3cr3t-7f9e2d"
 
@@ -303,7 +303,7 @@ def erased(spark: SparkSession, submitted: Submitted, tmp_path_factory: pytest.T
     a customer whose email, phone and last name no other customer holds."""
     from custseg.forget import forget
 
-    assert submitted.returncode == 0, submitted.output[-3000:]
+    assert submitted.returncode == 0, failure(submitted.output)
     tmp = tmp_path_factory.mktemp("erased")
     shutil.copytree(submitted.tmp / "warehouse", tmp / "warehouse")
     cfg = load_config(

@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from custseg.config import Config
 from custseg.report.sections import TITLES
 from custseg.tracking import run_record
-from tests.conftest import Submitted
+from tests.conftest import Submitted, failure
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 IDENTITY = ("first_name", "last_name", "email", "phone", "date_of_birth", "postcode", "address")
@@ -31,7 +31,7 @@ def run_version(path: Path, run_id: str) -> pd.DataFrame:
 
 
 def _report(submitted: Submitted) -> Path:
-    assert submitted.returncode == 0, submitted.output[-3000:]
+    assert submitted.returncode == 0, failure(submitted.output)
     return Path(submitted.cfg.report.dir) / submitted.run_a / "report.html"
 
 

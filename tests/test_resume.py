@@ -32,6 +32,7 @@ from .conftest import (
     SUBMIT_SETTINGS,
     TEST_CONF,
     Submitted,
+    failure,
     submit_command,
     tables_differing_from_a,
     temp_overrides,
@@ -97,7 +98,7 @@ def _attempt(command: list[str], kill: tuple[str, float] | None, commit_dir: Pat
 
 @pytest.fixture(scope="module")
 def resumed(submitted: Submitted, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str], str]:
-    assert submitted.returncode == 0, submitted.output[-3000:]
+    assert submitted.returncode == 0, failure(submitted.output)
     tmp = tmp_path_factory.mktemp("resumed")
     settings = [
         *temp_overrides(tmp),

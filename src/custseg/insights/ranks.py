@@ -35,7 +35,7 @@ SIGNIFICANT_DIGITS = 12
 
 def significant(col: Column, digits: int = SIGNIFICANT_DIGITS) -> Column:
     """``col`` (a double) rounded to ``digits`` significant digits; null stays null."""
-    return F.format_string(f"%.{digits - 1}e", col).cast("double")
+    return F.when(col.isNotNull(), F.format_string(f"%.{digits - 1}e", col).cast("double"))
 
 
 def with_ranks(df: DataFrame, cols: Sequence[str], *, id_col: str = "customer_id") -> DataFrame:
