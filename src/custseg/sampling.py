@@ -23,8 +23,7 @@ _MAX_COUNT = 12
 
 def uniform(cols: Sequence[str], seed: int) -> Column:
     """A uniform draw in [0, 1) per row, from a seeded xxhash64 of ``cols``."""
-    h = F.xxhash64(*[F.col(c) for c in cols], F.lit(seed))
-    return F.pmod(h, F.lit(1 << _BITS)).cast("double") / float(1 << _BITS)
+    return F.pmod(hash_order(cols, seed), F.lit(1 << _BITS)).cast("double") / float(1 << _BITS)
 
 
 def hash_sample(df: DataFrame, fraction: float, seed: int, cols: Sequence[str]) -> DataFrame:

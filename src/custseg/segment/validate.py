@@ -27,7 +27,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.storagelevel import StorageLevel
 
-from custseg.sampling import hash_resample
+from custseg.sampling import hash_order, hash_resample
 from custseg.segment.blocks import encode_categories
 from custseg.segment.kprototypes import KPrototypes, dissimilarity_columns
 
@@ -80,7 +80,7 @@ def mixed_silhouette(x_num: np.ndarray, x_cat: np.ndarray, labels: np.ndarray, g
 def draw_sample(df: DataFrame, rows: int, seed: int, key: str) -> DataFrame:
     """A bounded, seeded sample: rows whose seeded hash of ``key`` is smallest (stable
     whatever the partitioning, so every candidate model is judged on the same rows)."""
-    return df.withColumn("_h", F.xxhash64(F.col(key), F.lit(seed))).orderBy("_h").limit(rows).drop("_h")
+    return df.orderBy(hash_order([key], seed)).limit(rows)
 
 
 # --- contingency tables: Jaccard and ARI ------------------------------------------------
