@@ -65,7 +65,11 @@ setup(
     description=__doc__,
     package_dir={"": "src"},
     packages=find_packages(where="src"),
-    package_data={"custseg": ["py.typed"], "custseg.report": ["templates/*.j2"]},
+    package_data={
+        "custseg": ["py.typed"],
+        "custseg.reference": ["*.csv", "*.txt"],
+        "custseg.report": ["templates/*.j2"],
+    },
     python_requires=">=3.11,<3.12",
     install_requires=INSTALL_REQUIRES,
     extras_require={"dev": DEV_REQUIRES},

@@ -38,9 +38,9 @@ from pyspark.sql import functions as F
 
 from custseg.clv import fit_bgnbd, fit_gamma_gamma, predict_clv, summarize_transactions
 from custseg.clv.check import holdout_comparison, segment_value_check
-from custseg.clv.job import spenders
+from custseg.clv.runner import spenders
 from custseg.clv.summary import calibration_and_holdout
-from custseg.features.core import is_order
+from custseg.events import is_order
 from custseg.generate.spec import SEGMENTS
 
 log = logging.getLogger("bench.clv")

@@ -31,7 +31,12 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from custseg.config import Config
-from custseg.features import build_customer_features, build_feature_snapshots, month_end_snapshots
+from custseg.features import (
+    FeatureSpec,
+    build_customer_features,
+    build_feature_snapshots,
+    month_end_snapshots,
+)
 from custseg.generate import generate_world
 from custseg.generate.world import truth_people
 
@@ -148,7 +153,9 @@ def main() -> None:
     ]
     # Truth: every drawn purchase of a person is one order in the as-of snapshot.
     people = spark.read.parquet(str(out / "people")).where(~F.col("is_bot"))
-    feats = build_customer_features(events["transactions"], imap, as_of=as_of, windows_days=[30])
+    feats = build_customer_features(
+        events["transactions"], imap, as_of=as_of, spec=FeatureSpec(windows_days=(30,))
+    )
     check = people.join(
         feats.select(F.col("customer_id").alias("person_id"), "orders_lifetime"), "person_id", "left"
     ).agg(

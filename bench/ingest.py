@@ -26,9 +26,16 @@ from pyspark.sql import types as T
 
 from custseg.cli import setup_logging
 from custseg.config import Config, load_config
+from custseg.contract import CONTRACTS
 from custseg.generate import generate_world, write_world
-from custseg.ingest.contract import CONTRACTS
-from custseg.ingest.job import check_sources, identity_key_set, ingest_table, raw_dir, record_files, run_as_of
+from custseg.ingest.runner import (
+    check_sources,
+    identity_key_set,
+    ingest_table,
+    raw_dir,
+    record_files,
+    run_as_of,
+)
 from custseg.ingest.sources import expected_source_columns
 from custseg.session import build_session
 from custseg.tables import TableStore

@@ -34,7 +34,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from custseg.config import Config
-from custseg.features import build_feature_snapshots, month_end_snapshots
+from custseg.features import FeatureSpec, build_feature_snapshots, month_end_snapshots
 from custseg.generate.spec import OVERRATED_INDUSTRIES
 from custseg.pipeline import run_stage
 from custseg.tables import TableStore
@@ -78,9 +78,7 @@ def prepare(spark: SparkSession, cfg: Config, out: Path, snapshots: int) -> None
         touches=store.read("bronze.marketing_touches"),
         attributes=store.read("bronze.customer_attributes"),
         snapshot_dates=month_end_snapshots(as_of, snapshots),
-        windows_days=fc.windows_days,
-        categorical_attributes=fc.categorical_attributes,
-        numeric_attributes=fc.numeric_attributes,
+        spec=FeatureSpec.of(fc),
     )
     store.write(features, "gold.customer_features", partition_by=["snapshot_date"])
     log.info("features in %.1f s", time.perf_counter() - started)

@@ -30,9 +30,10 @@ from typing import Any
 from _common import RssSampler, bench_parser, bench_session
 from pyspark.sql import SparkSession
 
+from custseg import catalog
 from custseg.config import Config
 from custseg.pipeline import run_stage, stage_names
-from custseg.tables import STAGE_RUNS, TableStore
+from custseg.tables import TableStore
 
 log = logging.getLogger("bench.pipeline")
 GIB = 2**30
@@ -111,7 +112,7 @@ def run_measured(cfg: Config, run_id: str, stages: list[str], jvm_pid: int) -> l
 def add_rows(spark: SparkSession, cfg: Config, run_id: str, figures: list[StageFigures]) -> None:
     """Rows each stage read and wrote: the row counts of the table versions it recorded."""
     store = TableStore(spark, cfg.storage.warehouse, run_id="bench-count")
-    runs = store.read(STAGE_RUNS).where(f"run_id = '{run_id}'").collect()  # one row per stage
+    runs = store.read(catalog.STAGE_RUNS).where(f"run_id = '{run_id}'").collect()  # one row per stage
     counted: dict[tuple[str, int], int] = {}
 
     def rows(name: str, version: int) -> int:
@@ -178,8 +179,8 @@ def add_event_log(events: Path, figures: list[StageFigures]) -> None:
 
 
 def stitch_quality(spark: SparkSession, cfg: Config) -> dict[str, float]:
-    from custseg.stitch.job import truth_frame
     from custseg.stitch.quality import stitch_scores
+    from custseg.stitch.runner import truth_frame
 
     truth = truth_frame(spark, cfg)
     if truth is None:
@@ -192,7 +193,7 @@ def splink_on_spark(spark: SparkSession, cfg: Config) -> dict[str, Any]:
     """Splink alone on Spark on every identity record of bronze (``bench/stitch.py``)."""
     from stitch import splink_alone
 
-    from custseg.stitch.job import CONTRACT_COLUMNS, truth_frame
+    from custseg.stitch.runner import CONTRACT_COLUMNS, truth_frame
 
     store = TableStore(spark, cfg.storage.warehouse, run_id="bench-splink")
     records = store.read("bronze.identity_records").select(*CONTRACT_COLUMNS)

@@ -50,8 +50,8 @@ def main() -> None:
             wall = time.perf_counter() - t0
         m = run.metrics
         say(
-            f"report of {args.run_id}, {attempt}: {wall:.1f} s (gather {m['report.seconds_gather']:.1f} s, "
-            f"render {m['report.seconds_render']:.1f} s), {m['report.bytes'] / 1024:.0f} KB, "
+            f"report of {args.run_id}, {attempt}: {wall:.1f} s (gather {m['seconds.gather']:.1f} s, "
+            f"render {m['seconds.render']:.1f} s), {m['report.bytes'] / 1024:.0f} KB, "
             f"{m['report.sections']:.0f} sections; peak JVM RSS {jvm.peak_kb / 2**20:.2f} GiB, "
             f"peak Python RSS {py.peak_kb / 2**20:.2f} GiB"
         )

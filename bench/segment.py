@@ -37,11 +37,11 @@ from pyspark.sql import functions as F
 from sklearn.metrics import adjusted_rand_score
 
 from custseg.config import Config
-from custseg.features import build_customer_features
+from custseg.features import FeatureSpec, build_customer_features
 from custseg.pipeline import run_stage
 from custseg.segment import KPrototypes
 from custseg.segment.blocks import ColumnBlocks
-from custseg.segment.job import categorical_inputs, fit_prep, numeric_inputs
+from custseg.segment.inputs import categorical_inputs, fit_prep, numeric_inputs
 from custseg.segment.kprototypes import init_kmeans_parallel, mixed_gamma
 from custseg.tables import TableStore
 
@@ -69,9 +69,7 @@ def draw_features(spark: SparkSession, cfg: Config, out: Path) -> DataFrame:
             touches=read["marketing_touches"],
             attributes=read["customer_attributes"],
             as_of=cfg.generate.end_date + timedelta(days=1),
-            windows_days=fc.windows_days,
-            categorical_attributes=fc.categorical_attributes,
-            numeric_attributes=fc.numeric_attributes,
+            spec=FeatureSpec.of(fc),
         ).write.mode("overwrite").parquet(str(out / "customer_features"))
     return spark.read.parquet(str(out / "customer_features"))
 

@@ -40,7 +40,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from custseg.config import SegmentConfig
 from custseg.segment import KPrototypes
-from custseg.segment.job import categorical_inputs, fit_prep, numeric_inputs
+from custseg.segment.inputs import categorical_inputs, fit_prep, numeric_inputs
 from custseg.segment.kprototypes import mixed_gamma
 
 log = logging.getLogger("bench.segment_ceiling")

@@ -26,10 +26,10 @@ from _common import RssSampler, bench_parser, bench_session
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from custseg.config import IDENTITY_FIELDS, Config
+from custseg.config import Config
+from custseg.contract import IDENTITY_FIELDS
 from custseg.generate import generate_world
 from custseg.stitch import stitch_identities
-from custseg.stitch.job import CONTRACT_COLUMNS
 from custseg.stitch.probabilistic import (
     _comparisons,
     _quiet_splink,
@@ -38,6 +38,7 @@ from custseg.stitch.probabilistic import (
     splink_input,
 )
 from custseg.stitch.quality import stitch_scores
+from custseg.stitch.runner import CONTRACT_COLUMNS
 from custseg.stitch.standardise import standardise_records
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from custseg.config import CALL_CENTRE_COLUMNS
+from custseg.reference import CALL_CENTRE_COLUMNS
 
 from .conftest import Tiny
 

@@ -228,7 +228,7 @@ def test_predictions_match_lifetimes(spark: SparkSession, drawn: tuple[pd.DataFr
 
 def test_bad_inputs_are_named(spark: SparkSession, drawn: tuple[pd.DataFrame, DataFrame]) -> None:
     _, sdf = drawn
-    with pytest.raises(ValueError, match="lacks column"):
+    with pytest.raises(ValueError, match="missing column"):
         fit_bgnbd(sdf.drop("recency"))
     with pytest.raises(ValueError, match="non-positive monetary_value"):
         fit_gamma_gamma(spark.createDataFrame([(2.0, 0.0)], "frequency double, monetary_value double"))

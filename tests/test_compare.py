@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from pyspark.sql import SparkSession
 from sklearn.metrics import adjusted_rand_score
 
 from tests.conftest import Submitted, failure
@@ -81,3 +82,16 @@ def test_compare_names_a_missing_run(
     assert len(err) == 1 and err[0].startswith("compare: run 'no-such-run' not found"), err
     assert main(["..", submitted.run_a, *_args(submitted, tmp_path)]) == 2
     assert "run id '..'" in capsys.readouterr().err
+
+
+def test_every_table_a_run_writes_is_in_the_catalog(spark: SparkSession, submitted: Submitted) -> None:
+    """The whole pipeline's tables are exactly the catalog's bronze, silver and gold
+    entries (the catalog lists nothing a run does not write, and misses nothing)."""
+    from custseg import catalog
+    from custseg.runs import table_names
+    from custseg.tables import TableStore
+
+    assert submitted.returncode == 0, failure(submitted.output)
+    written = set(table_names(TableStore(spark, submitted.cfg.storage.warehouse, run_id="check")))
+    listed = {t.name for t in catalog.TABLES.values() if t.layer != catalog.META}
+    assert written == listed

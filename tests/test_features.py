@@ -16,16 +16,18 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from custseg.config import FeaturesConfig, load_config
+from custseg.events import mapped_orders
 from custseg.features import (
     DEFAULT_WINDOWS,
     EventTables,
+    FeatureSpec,
     build_customer_features,
     build_feature_snapshots,
     event_mapping_report,
     event_totals,
     month_end_snapshots,
 )
-from custseg.features.core import SnapshotPlan, mapped_orders
+from custseg.features.build import SnapshotPlan
 from custseg.generate import generate_world
 from custseg.pipeline import run_stage
 from custseg.tables import TableStore
@@ -260,7 +262,7 @@ def test_argument_errors(hand: Hand) -> None:
     with pytest.raises(ValueError, match="identity_map: missing column"):
         build_customer_features(hand.tx, hand.imap.drop("customer_id"), as_of=D)
     with pytest.raises(ValueError, match="windows_days must be distinct positive"):
-        build_customer_features(hand.tx, hand.imap, as_of=D, windows_days=[30, 30])
+        build_customer_features(hand.tx, hand.imap, as_of=D, spec=FeatureSpec(windows_days=(30, 30)))
 
 
 def test_month_end_snapshots() -> None:
@@ -374,8 +376,7 @@ def test_tiny_preset_snapshots_against_pandas(spark: SparkSession, tiny_events: 
         touches=t["marketing_touches"],
         attributes=t["customer_attributes"],
         snapshot_dates=dates,
-        categorical_attributes=ATTR_CAT,
-        numeric_attributes=ATTR_NUM,
+        spec=FeatureSpec(categorical_attributes=tuple(ATTR_CAT), numeric_attributes=tuple(ATTR_NUM)),
     ).cache()
     for d in dates:
         ref = reference_features(
@@ -434,8 +435,7 @@ def test_stage_writes_snapshots_report_and_metrics(
         touches=tiny_events.tables["marketing_touches"],
         attributes=tiny_events.tables["customer_attributes"],
         snapshot_dates=["2026-10-01"],
-        categorical_attributes=cfg.features.categorical_attributes,
-        numeric_attributes=cfg.features.numeric_attributes,
+        spec=FeatureSpec.of(cfg.features),
     )
     written = gold.where(F.col("snapshot_date") == date(2026, 10, 1)).select(*direct.columns)
     assert_approx_df_equality(written, direct, precision=1e-9, ignore_row_order=True, ignore_nullable=True)

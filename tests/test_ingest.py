@@ -17,9 +17,10 @@ from deltalake import DeltaTable as RsDeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from custseg import catalog
 from custseg.config import Config, ConfigError, SourceConfig, load_config
-from custseg.ingest.contract import TABLE_ORDER
-from custseg.ingest.job import (
+from custseg.contract import TABLE_ORDER
+from custseg.ingest.runner import (
     RejectRateError,
     TableReport,
     check_reject_rates,
@@ -29,7 +30,7 @@ from custseg.ingest.job import (
 )
 from custseg.ingest.sources import SchemaDriftError
 from custseg.pipeline import run_stage
-from custseg.tables import STAGE_RUNS, STAGE_RUNS_SCHEMA, TableStore
+from custseg.tables import STAGE_RUNS_SCHEMA, TableStore
 
 from .conftest import TEST_CONF, Tiny, temp_overrides
 from .files import manifest, parquet
@@ -553,7 +554,7 @@ def test_a_row_count_that_does_not_reconcile_stops_the_stage(
     """Rows read must equal rows inserted + already loaded + quarantined. A commit that
     inserts fewer rows than the stage sent (here: Delta's operation metrics report one
     row fewer, as a lost write would) stops the stage with the figures."""
-    import custseg.ingest.job as job
+    import custseg.ingest.runner as job
 
     real = job._last_commit_rows
     monkeypatch.setattr(
@@ -580,9 +581,9 @@ def test_quarantined_identity_records_are_masked_and_old_ones_expire(
     (``ingest.quarantine_identity_fields``), every other field as ``***``: no name or email
     of the world is in it. Quarantine rows older than ``quarantine_max_age_days`` are
     deleted at the next ingest (here on a copy of the table)."""
-    from custseg.ingest.job import QUARANTINE, expire_quarantine
+    from custseg.ingest.runner import expire_quarantine
 
-    q = delta(ingested.store, QUARANTINE)
+    q = delta(ingested.store, catalog.QUARANTINE)
     identity = [json.loads(r) for r in q.loc[q["table"] == "identity_records", "raw_record"]]
     assert len(identity) >= 5
     clear = set(ingested.cfg.ingest.quarantine_identity_fields)
@@ -591,16 +592,16 @@ def test_quarantined_identity_records_are_masked_and_old_ones_expire(
     assert all(record["source_id"] for record in identity if record.get("source_id") is not None)
     people = set(tiny.people["last_name"]) | set(tiny.people["email"].dropna())
     assert not [v for record in identity for v in record.values() if v in people]
-    shutil.copytree(ingested.store.path(QUARANTINE), tmp_path / "warehouse" / "bronze" / "quarantine")
+    shutil.copytree(ingested.store.path(catalog.QUARANTINE), tmp_path / "warehouse" / "bronze" / "quarantine")
     copy = TableStore(spark, str(tmp_path / "warehouse"), run_id="expire")
     expire_quarantine(copy, 1)  # younger than a day by the table's history: kept
-    assert copy.read(QUARANTINE, version=copy.latest_version(QUARANTINE)).count() == len(q)
+    assert copy.read_newest(catalog.QUARANTINE).count() == len(q)
     # the run's ingest started 100 days ago by meta.stage_runs (kept longer than the history)
     started = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=100)
     row = {"stage": "ingest", "run_id": ingested.store.run_id, "status": "FINISHED", "started_at": started}
     row |= {"finished_at": started, "reads": {}, "writes": {}, "mlflow_run_id": None}
-    copy.merge(spark.createDataFrame([row], STAGE_RUNS_SCHEMA), STAGE_RUNS, keys=["stage", "run_id"])
+    copy.merge(spark.createDataFrame([row], STAGE_RUNS_SCHEMA), catalog.STAGE_RUNS, keys=["stage", "run_id"])
     expire_quarantine(copy, 120)
-    assert copy.read(QUARANTINE, version=copy.latest_version(QUARANTINE)).count() == len(q)
+    assert copy.read_newest(catalog.QUARANTINE).count() == len(q)
     expire_quarantine(copy, 90)
-    assert copy.read(QUARANTINE, version=copy.latest_version(QUARANTINE)).count() == 0
+    assert copy.read_newest(catalog.QUARANTINE).count() == 0

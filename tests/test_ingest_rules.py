@@ -9,7 +9,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from custseg.config import SourceConfig
-from custseg.ingest.contract import CONTRACTS
+from custseg.contract import CONTRACTS
 from custseg.ingest.rules import classify, flag_orphans, orphan_keys, parse_frame, record_key
 
 TX = CONTRACTS["transactions"]

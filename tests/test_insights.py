@@ -24,12 +24,12 @@ from pyspark.sql import functions as F
 from scipy import stats
 
 from custseg.config import Config, load_config
-from custseg.features import build_feature_snapshots
+from custseg.contract import OUTLIER
+from custseg.features import FeatureSpec, build_feature_snapshots
 from custseg.generate import generate_world
 from custseg.generate.spec import OVERRATED_INDUSTRIES
 from custseg.insights.bootstrap import customer_hash, poisson_weights
 from custseg.pipeline import run_pipeline, run_stage
-from custseg.segment.naming import OUTLIER
 from custseg.tables import TableStore
 from tests.conftest import TEST_CONF, temp_overrides
 
@@ -93,9 +93,7 @@ def world(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Worl
         touches=events["marketing_touches"],
         attributes=events["customer_attributes"],
         snapshot_dates=SNAPSHOTS,
-        windows_days=fc.windows_days,
-        categorical_attributes=fc.categorical_attributes,
-        numeric_attributes=fc.numeric_attributes,
+        spec=FeatureSpec.of(fc),
     )
     store.write(features, "gold.customer_features", partition_by=["snapshot_date"])
     truth = gen.people.select(F.col("person_id").cast("string").alias("customer_id"), "segment", "is_bot")

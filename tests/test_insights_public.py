@@ -40,9 +40,9 @@ def cdnow() -> pd.DataFrame:
 def test_concentration_of_cdnow_spend_against_pandas(spark: SparkSession, cdnow: pd.DataFrame) -> None:
     spend = cdnow.groupby("customer_id", as_index=False)["amount"].sum()
     df = spark.createDataFrame(spend)
-    B = 40
+    n_replicates = 40
     table, curves = concentration_tables(
-        concentration_sums(df, ["amount"], replicates=B, seed=7, bins=1000), whale_measure=None
+        concentration_sums(df, ["amount"], replicates=n_replicates, seed=7, bins=1000), whale_measure=None
     )
     got = table.set_index("metric")["value"]
     x = np.sort(spend["amount"].to_numpy())
@@ -60,11 +60,11 @@ def test_concentration_of_cdnow_spend_against_pandas(spark: SparkSession, cdnow:
     # the top-20 % share's interval against pandas with the same weights
     hashes = pd.DataFrame(df.select("customer_id", customer_hash("customer_id", 7).alias("h")).toPandas())
     spend = spend.merge(hashes, on="customer_id")
-    w = poisson_weights(spend["h"].to_numpy(), B)[:, 1:]
+    w = poisson_weights(spend["h"].to_numpy(), n_replicates)[:, 1:]
     order = np.argsort(-spend["amount"].to_numpy(), kind="stable")
     v, ws = spend["amount"].to_numpy()[order], w[order]
     shares = []
-    for b in range(B):
+    for b in range(n_replicates):
         cum = np.cumsum(ws[:, b])
         target = 0.2 * cum[-1]
         k = int(np.searchsorted(cum, target))
@@ -116,7 +116,7 @@ def test_report_of_cdnow_tables(spark: SparkSession, cdnow: pd.DataFrame, cfg: C
     """The report on a run that wrote only what public data supports (concentration of
     spend and monthly KPIs of CDNOW): those sections state CDNOW's figures, every other
     section says what the run did not write, and nothing fails."""
-    from custseg.insights.job import pandas_to_spark
+    from custseg.insights.runner import pandas_to_spark
     from custseg.pipeline import run_stage
     from custseg.tables import TableStore
 

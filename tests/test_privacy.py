@@ -341,7 +341,7 @@ def erased(spark: SparkSession, submitted: Submitted, tmp_path_factory: pytest.T
     for layer in ("bronze", "silver", "gold"):
         for table in sorted(p.name for p in (submitted.tmp / "warehouse" / layer).iterdir()):
             name = f"{layer}.{table}"
-            df = original.read(name, version=original.latest_version(name))
+            df = original.read_newest(name)
             if "customer_id" in df.columns:
                 own_rows[name] = df.where(F.col("customer_id") == chosen["customer_id"]).count()
     canary = [person["email"], person["phone"], person["last_name"]]
@@ -413,14 +413,14 @@ def test_a_forgotten_person_does_not_come_back_and_a_second_forget_is_a_no_op(
     spark: SparkSession, erased: dict, submitted: Submitted
 ) -> None:
     from custseg.forget import ForgetError, forget
-    from custseg.ingest.job import ingest_all
+    from custseg.ingest.runner import ingest_all
 
     cfg, person = erased["cfg"], erased["person"]
     store = TableStore(spark, cfg.storage.warehouse, run_id="after-forget")
     reports = {r.table: r for r in ingest_all(spark, store, cfg)}  # the same files, sent again
     assert reports["identity_records"].suppressed >= person["n"]
     assert sum(r.suppressed for r in reports.values()) > person["n"]  # their events too
-    rows = store.read("bronze.identity_records", version=store.latest_version("bronze.identity_records"))
+    rows = store.read_newest("bronze.identity_records")
     assert rows.where(F.col("email") == person["email"]).count() == 0
     again = forget(cfg, spark, [person["customer_id"]], "forget-2")
     assert again.erased == [] and again.already == [person["customer_id"]]
@@ -470,7 +470,7 @@ def test_former_ids_and_quarantine_traces(spark: SparkSession, tmp_path: Path) -
 def test_a_schema_drift_error_never_echoes_an_identity_value() -> None:
     """A 'header' that is really a data row: the error names the missing column, and
     neither the values nor a close match among them ('ada.lovelace@x.org' ~ 'email')."""
-    from custseg.ingest.contract import CONTRACTS
+    from custseg.contract import CONTRACTS
     from custseg.ingest.sources import _drift
 
     row = ["W123", "Ada", "Lovelace", "ada.lovelace@x.org", "07700 900123", "1815-12-10", "emaill"]

@@ -23,8 +23,9 @@ from mlflow.tracking import MlflowClient
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from custseg import catalog
 from custseg.config import load_config
-from custseg.tables import STAGE_RUNS, TableStore
+from custseg.tables import TableStore
 from custseg.tracking import RUN_TAG, STAGE_TAG
 
 from .conftest import (
@@ -137,7 +138,7 @@ def test_killed_and_resumed_equals_uninterrupted(
         assert f"stage {stage}" in final
     assert "already finished; nothing to do" in final
     ours = TableStore(spark, str(tmp / "warehouse"), run_id="check")
-    published = ours.read(STAGE_RUNS).where(F.col("run_id") == submitted.run_a).toPandas()
+    published = ours.read(catalog.STAGE_RUNS).where(F.col("run_id") == submitted.run_a).toPandas()
     assert sorted(published["stage"]) == sorted(STAGES) and set(published["status"]) == {"FINISHED"}
     staging = tmp / "warehouse" / "_staging"
     assert not staging.exists() or not any(p.is_file() for p in staging.rglob("*"))

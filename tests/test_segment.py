@@ -20,12 +20,13 @@ from scipy.stats.contingency import association
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 
 from custseg.config import load_config
-from custseg.features import build_feature_snapshots
+from custseg.contract import OUTLIER
+from custseg.features import FeatureSpec, build_feature_snapshots
 from custseg.generate import generate_world
 from custseg.pipeline import run_stage
 from custseg.segment import KPrototypes, KPrototypesModel, LogStandardScaler
 from custseg.segment.blocks import MAX_CATEGORY_VALUES, ColumnBlocks
-from custseg.segment.naming import OUTLIER, outlier_clusters, segment_names, tiers
+from custseg.segment.naming import outlier_clusters, segment_names, tiers
 from custseg.segment.validate import (
     Stability,
     adjusted_rand_index,
@@ -85,12 +86,14 @@ def test_kprototypes_matches_kmodes_from_the_same_start(spark: SparkSession) -> 
     assert model.summary.trainingCost == pytest.approx(ref.cost_, rel=1e-6)
     assert model.summary.converged and model.summary.clusterSizes == np.bincount(ref.labels_).tolist()
     np.testing.assert_allclose(
-        np.array(model.clusterCentres()), ref.cluster_centroids_[:, :2].astype(float), rtol=1e-9
+        np.array(model.clusterCenters()), ref.cluster_centroids_[:, :2].astype(float), rtol=1e-9
     )
     assert model.clusterModes() == ref.cluster_centroids_[:, 2:].tolist()
+    with pytest.warns(DeprecationWarning, match="use clusterCenters"):
+        np.testing.assert_array_equal(np.array(model.clusterCentres()), np.array(model.clusterCenters()))
     # the cost is what it claims to be: an independent numpy evaluation at the final prototypes
     cost = kprototypes_cost(
-        pdf, np.array(model.clusterCentres()), np.array(model.clusterModes(), dtype=object), gamma
+        pdf, np.array(model.clusterCenters()), np.array(model.clusterModes(), dtype=object), gamma
     )
     assert cost.min(axis=1).sum() == pytest.approx(model.summary.trainingCost, rel=1e-9)
     assert model.computeCost(df) == pytest.approx(model.summary.trainingCost, rel=1e-9)
@@ -173,7 +176,7 @@ def test_fit_subsets_equals_a_fit_of_each_subset(spark: SparkSession) -> None:
             )
             assert model.summary.n == 150
             if "initialCentres" in params:  # the same start: the same iterations
-                np.testing.assert_allclose(model.clusterCentres(), alone.clusterCentres(), rtol=1e-12)
+                np.testing.assert_allclose(model.clusterCenters(), alone.clusterCenters(), rtol=1e-12)
                 assert model.clusterModes() == alone.clusterModes()
             # either way a fixed point of its own subset: its cost is that of its prototypes
             rows = df.where(F.col("part") == part)
@@ -219,7 +222,7 @@ def test_scaler_and_kprototypes_pipeline_save_and_load(spark: SparkSession, tmp_
     model, again = fitted.stages[1], loaded.stages[1]
     assert isinstance(again, KPrototypesModel)
     assert again.clusterModes() == model.clusterModes() and again.gamma == model.gamma
-    np.testing.assert_allclose(np.array(again.clusterCentres()), np.array(model.clusterCentres()), rtol=0)
+    np.testing.assert_allclose(np.array(again.clusterCenters()), np.array(model.clusterCenters()), rtol=0)
     assert again.summary.trainingCost == model.summary.trainingCost and again.getK() == 2
     before = fitted.transform(df).select("id", "segment", "z_spend").orderBy("id").toPandas()
     after = loaded.transform(df).select("id", "segment", "z_spend").orderBy("id").toPandas()
@@ -449,9 +452,7 @@ def test_segment_stage_and_scoring_on_the_tiny_preset(spark: SparkSession, tmp_p
         touches=events["marketing_touches"],
         attributes=events["customer_attributes"],
         snapshot_dates=["2026-10-01", "2026-11-01"],
-        windows_days=fc.windows_days,
-        categorical_attributes=fc.categorical_attributes,
-        numeric_attributes=fc.numeric_attributes,
+        spec=FeatureSpec.of(fc),
     )
     store = TableStore(spark, cfg.storage.warehouse, run_id="seed")
     store.write(features, "gold.customer_features")

@@ -18,7 +18,7 @@ from custseg.generate import generate_world
 from custseg.pipeline import run_stage
 from custseg.stitch import StitchResult, stitch_identities
 from custseg.stitch.deterministic import compared_fields, with_conflict
-from custseg.stitch.job import CONTRACT_COLUMNS
+from custseg.stitch.runner import CONTRACT_COLUMNS
 from custseg.stitch.standardise import standardise_records
 from custseg.tables import TableStore
 from custseg.tracking import StageRun

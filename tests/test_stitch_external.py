@@ -17,10 +17,11 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from custseg.config import BLOCKING_CANDIDATES, IDENTITY_FIELDS, StitchConfig
+from custseg.config import StitchConfig
+from custseg.contract import IDENTITY_FIELDS
 from custseg.stitch import stitch_identities
 from custseg.stitch.febrl import febrl_records
-from custseg.stitch.probabilistic import resolve_rules
+from custseg.stitch.probabilistic import BLOCKING_CANDIDATES, resolve_rules
 from custseg.stitch.standardise import standardisation_counts, standardise_records
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,12 +17,12 @@ from pyspark.sql import functions as F
 
 from custseg.config import StitchConfig
 from custseg.stitch.components import connected_components
-from custseg.stitch.core import _attachments
 from custseg.stitch.deterministic import deterministic_links, with_conflict
 from custseg.stitch.golden import golden_records
 from custseg.stitch.ids import assign_ids
 from custseg.stitch.quality import stitch_scores
 from custseg.stitch.standardise import standardise_records
+from custseg.stitch.steps import _attachments
 
 from . import stitch_reference as reference
 

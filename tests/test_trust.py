@@ -22,10 +22,11 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 import custseg.pipeline as pipeline
+from custseg import catalog
 from custseg.config import Config, load_config
-from custseg.lease import LEASES, SCHEMA, Lease, LeaseHeldError, holding
+from custseg.lease import SCHEMA, Lease, LeaseHeldError, holding
 from custseg.pipeline import StageContext, run_stage
-from custseg.tables import STAGE_RUNS, TableStore, utc_now
+from custseg.tables import TableStore, utc_now
 from custseg.tracking import RUN_TAG, STAGE_TAG, log_and_register_spark_model, pipeline_parent, pipeline_run
 
 from .conftest import ROOT, TEST_CONF, Tiny, temp_overrides
@@ -61,7 +62,7 @@ def test_reads_are_pinned_and_unpublished_writes_unseen(spark: SparkSession, tmp
     done.publish("stage_x")
     assert _values(TableStore(spark, wh, run_id="next"), "silver.a") == [3]
     assert _values(reader, "silver.a") == [1]  # still pinned
-    rows = TableStore(spark, wh, run_id="x").read(STAGE_RUNS).orderBy("finished_at").toPandas()
+    rows = TableStore(spark, wh, run_id="x").read(catalog.STAGE_RUNS).orderBy("finished_at").toPandas()
     assert list(rows["run_id"]) == ["first", "done"]
     assert rows["writes"][0] == {"silver.a": 0, "silver.b": 0} and rows["writes"][1] == {"silver.a": 2}
 
@@ -89,7 +90,7 @@ def test_a_stage_publishes_all_or_nothing_and_runs_once(
     with pytest.raises(RuntimeError, match="killed between"):
         run_stage(cfg, "two_tables", "r1")
     store = TableStore(spark, cfg.storage.warehouse, run_id="check")
-    assert not store.exists(STAGE_RUNS) and calls["after"] == 0
+    assert not store.exists(catalog.STAGE_RUNS) and calls["after"] == 0
     crash["on"] = False
     assert run_stage(cfg, "two_tables", "r1") is not None
     assert calls == {"runs": 2, "after": 1}
@@ -149,12 +150,12 @@ def test_lease_holder_expiry_and_dead_owner(spark: SparkSession, tmp_path: Path)
     held = spark.createDataFrame(
         [("warehouse", "other-run@elsewhere:123", "other-run", now, now + timedelta(minutes=5))], SCHEMA
     )
-    held.write.format("delta").save(store.path(LEASES))
+    held.write.format("delta").save(store.path(catalog.LEASES))
     with pytest.raises(LeaseHeldError, match=r"held by other-run@elsewhere:123 until .* UTC"):
         Lease(store, 60).acquire(wait_seconds=1)
     # expired: taken
     expired = held.withColumn("expires_at", F.lit(now - timedelta(seconds=1)))
-    expired.write.format("delta").mode("overwrite").save(store.path(LEASES))
+    expired.write.format("delta").mode("overwrite").save(store.path(catalog.LEASES))
     with holding(store, 60, 0):
         assert Lease(store, 60).holder()[0].startswith("mine@")  # type: ignore[index]
     assert Lease(store, 60).holder() is None  # released
@@ -163,7 +164,9 @@ def test_lease_holder_expiry_and_dead_owner(spark: SparkSession, tmp_path: Path)
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
     owner = f"killed@{socket.gethostname()}:{gone.stdout.strip()}"
-    held.withColumn("owner", F.lit(owner)).write.format("delta").mode("overwrite").save(store.path(LEASES))
+    held.withColumn("owner", F.lit(owner)).write.format("delta").mode("overwrite").save(
+        store.path(catalog.LEASES)
+    )
     with holding(store, 60, 0):
         assert Lease(store, 60).holder()[0].startswith("mine@")  # type: ignore[index]
 

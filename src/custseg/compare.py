@@ -18,13 +18,14 @@ from typing import Any
 import pandas as pd
 from pyspark.sql import functions as F
 
+from custseg import catalog
 from custseg.config import Config
 from custseg.runs import RunNotFoundError, redact, table_versions
 from custseg.segment.validate import adjusted_rand_index
 from custseg.tables import TableStore
 from custseg.tracking import RunRecord, run_record
 
-ASSIGNMENTS = "gold.segment_assignments"
+ASSIGNMENTS = catalog.SEGMENT_ASSIGNMENTS
 # The metrics a data scientist looks at first (stage, metric); every other metric follows.
 HIGHLIGHTS = (
     ("stitch", "truth.pairwise_f1"),

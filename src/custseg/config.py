@@ -29,6 +29,8 @@ from pydantic import (
     model_validator,
 )
 
+from custseg import catalog, reference
+from custseg.contract import CONTRACTS, IDENTITY_FIELDS, SOURCE_SYSTEMS
 from custseg.expressions import NAME, UnsafeExpressionError, safe_expression
 
 
@@ -262,21 +264,6 @@ class SourceConfig(_Section):
         return self
 
 
-CALL_CENTRE_COLUMNS = {
-    "CustRef": "source_id",
-    "Forename": "first_name",
-    "Surname": "last_name",
-    "Email Address": "email",
-    "Tel": "phone",
-    "DOB": "date_of_birth",
-    "Post Code": "postcode",
-    "Address": "address",
-    "Acct No": "account_number",
-    "Created": "created_at",
-    "Last Updated": "updated_at",
-}
-
-
 def _generated_sources() -> dict[str, list[SourceConfig]]:
     """Sources of the generator's raw files (``generate.output_dir``/raw)."""
     return {
@@ -287,11 +274,11 @@ def _generated_sources() -> dict[str, list[SourceConfig]]:
                 name="call_centre",
                 format="csv",
                 path="identity_records/call_centre",
-                columns=dict(CALL_CENTRE_COLUMNS),
+                columns=dict(reference.CALL_CENTRE_COLUMNS),
                 constants={"source_system": "call_centre"},
                 missing_ok=["device_id"],
-                date_format="dd/MM/yyyy",
-                timestamp_format="dd/MM/yyyy HH:mm:ss",
+                date_format=reference.CALL_CENTRE_DATE,
+                timestamp_format=reference.CALL_CENTRE_TIMESTAMP,
             ),
         ],
         "transactions": [SourceConfig(name="transactions", format="parquet", path="transactions")],
@@ -320,7 +307,7 @@ class IngestConfig(_Section):
         None, description="Base of relative source paths; null = <generate.output_dir>/raw."
     )
     sources: dict[str, list[SourceConfig]] = Field(default_factory=_generated_sources)
-    known_source_systems: list[str] = Field(default_factory=lambda: ["web", "app", "call_centre"])
+    known_source_systems: list[str] = Field(default_factory=lambda: list(SOURCE_SYSTEMS))
     ts_min: date = Field(date(2000, 1, 1), description="Earliest plausible event time.")
     as_of: date | None = Field(
         None, description="Latest plausible event date (inclusive); null = today (UTC)."
@@ -357,7 +344,6 @@ class IngestConfig(_Section):
 
     @model_validator(mode="after")
     def _check_tables(self) -> IngestConfig:
-        from custseg.ingest.contract import CONTRACTS
 
         for table, sources in self.sources.items():
             if table not in CONTRACTS:
@@ -380,175 +366,6 @@ class IngestConfig(_Section):
                             "cannot be missing_ok"
                         )
         return self
-
-
-NICKNAMES: dict[str, str] = {
-    # nickname -> formal first name (lower case, accents folded); extend with stitch.nicknames
-    "bob": "robert",
-    "bobby": "robert",
-    "rob": "robert",
-    "robbie": "robert",
-    "bert": "robert",
-    "liz": "elizabeth",
-    "lizzie": "elizabeth",
-    "beth": "elizabeth",
-    "betty": "elizabeth",
-    "eliza": "elizabeth",
-    "libby": "elizabeth",
-    "bill": "william",
-    "billy": "william",
-    "will": "william",
-    "willy": "william",
-    "liam": "william",
-    "maggie": "margaret",
-    "meg": "margaret",
-    "peggy": "margaret",
-    "madge": "margaret",
-    "jim": "james",
-    "jimmy": "james",
-    "jamie": "james",
-    "kate": "katherine",
-    "katie": "katherine",
-    "kathy": "katherine",
-    "kath": "katherine",
-    "kat": "katherine",
-    "catherine": "katherine",
-    "dick": "richard",
-    "rick": "richard",
-    "ricky": "richard",
-    "rich": "richard",
-    "richie": "richard",
-    "jen": "jennifer",
-    "jenny": "jennifer",
-    "jenn": "jennifer",
-    "mike": "michael",
-    "mick": "michael",
-    "mickey": "michael",
-    "becky": "rebecca",
-    "becca": "rebecca",
-    "tom": "thomas",
-    "tommy": "thomas",
-    "alex": "alexandra",
-    "sandra": "alexandra",
-    "alexander": "alexandra",
-    "sandy": "alexandra",
-    "dave": "david",
-    "davey": "david",
-    "andy": "andrew",
-    "drew": "andrew",
-    "chris": "christopher",
-    "kit": "christopher",
-    "steve": "stephen",
-    "steven": "stephen",
-    "stevie": "stephen",
-    "sam": "samuel",
-    "sammy": "samuel",
-    "dan": "daniel",
-    "danny": "daniel",
-    "matt": "matthew",
-    "tony": "anthony",
-    "joe": "joseph",
-    "joey": "joseph",
-    "ben": "benjamin",
-    "benny": "benjamin",
-    "ed": "edward",
-    "eddie": "edward",
-    "ted": "edward",
-    "ned": "edward",
-    "nick": "nicholas",
-    "nicky": "nicholas",
-    "pete": "peter",
-    "charlie": "charles",
-    "chuck": "charles",
-    "chas": "charles",
-    "harry": "henry",
-    "hal": "henry",
-    "jack": "john",
-    "johnny": "john",
-    "jon": "jonathan",
-    "tim": "timothy",
-    "timmy": "timothy",
-    "sue": "susan",
-    "susie": "susan",
-    "suzy": "susan",
-    "patty": "patricia",
-    "pat": "patricia",
-    "trish": "patricia",
-    "tricia": "patricia",
-    "debbie": "deborah",
-    "deb": "deborah",
-    "vicky": "victoria",
-    "vicki": "victoria",
-    "tori": "victoria",
-    "jess": "jessica",
-    "jessie": "jessica",
-    "mandy": "amanda",
-    "mandi": "amanda",
-    "abby": "abigail",
-    "abbie": "abigail",
-    "ellie": "eleanor",
-    "nell": "eleanor",
-    "nora": "eleanor",
-    "frankie": "francis",
-    "fran": "frances",
-    "greg": "gregory",
-    "jeff": "jeffrey",
-    "geoff": "geoffrey",
-    "ken": "kenneth",
-    "kenny": "kenneth",
-    "larry": "lawrence",
-    "len": "leonard",
-    "lenny": "leonard",
-    "phil": "philip",
-    "ray": "raymond",
-    "ron": "ronald",
-    "ronnie": "ronald",
-    "stu": "stuart",
-    "terry": "terence",
-    "val": "valerie",
-    "wendy": "gwendolyn",
-    "annie": "anne",
-    "ann": "anne",
-    "sophie": "sophia",
-    "rosie": "rosemary",
-    "ollie": "oliver",
-    "olly": "oliver",
-    "freddie": "frederick",
-    "fred": "frederick",
-    "alf": "alfred",
-    "alfie": "alfred",
-    "gill": "gillian",
-    "jill": "gillian",
-    "di": "diana",
-    "cathy": "katherine",
-    "millie": "amelia",
-    "lottie": "charlotte",
-}
-
-PLACEHOLDERS: list[str] = [
-    "test@test.com",
-    "test@example.com",
-    "noemail@noemail.com",
-    "none@none.com",
-    "na@na.com",
-    "0000000000",
-    "00000000000",
-    "1111111111",
-    "1234567890",
-    "9999999999",
-    "n/a",
-    "na",
-    "none",
-    "null",
-    "unknown",
-    "not known",
-    "-",
-    "?",
-    "xxx",
-    "test",
-    "1900-01-01",
-    "1901-01-01",
-]
 
 
 SurvivorshipRule = Literal["source_priority", "most_frequent", "most_recent"]
@@ -606,11 +423,11 @@ class StitchConfig(_Section):
         "records is left out of the model and of derived blocking and training rules.",
     )
     placeholders: list[str] = Field(
-        default_factory=lambda: list(PLACEHOLDERS),
+        default_factory=reference.placeholders,
         description="Values (compared trimmed, case-folded) that mean 'no value' in any field.",
     )
     nicknames: dict[str, str] = Field(
-        default_factory=lambda: dict(NICKNAMES), description="Nickname -> formal first name."
+        default_factory=reference.nicknames, description="Nickname -> formal first name."
     )
     email_dot_insensitive_domains: list[str] = Field(
         default_factory=lambda: ["gmail.com", "googlemail.com"],
@@ -759,7 +576,7 @@ class StitchConfig(_Section):
     source_priority: dict[str, list[str]] = Field(
         default_factory=lambda: {
             "default": ["call_centre", "app", "web"],
-            "email": ["web", "app", "call_centre"],
+            "email": list(SOURCE_SYSTEMS),
         },
         description="Source systems most trusted first, per field ('default' for the rest).",
     )
@@ -835,7 +652,7 @@ class FeaturesConfig(_Section):
         description="customer_attributes columns carried as numeric features.",
     )
     attribute_source_priority: list[str] = Field(
-        default_factory=lambda: ["web", "app", "call_centre"],
+        default_factory=lambda: list(SOURCE_SYSTEMS),
         description="Tie-break between a customer's attribute rows: earlier systems win.",
     )
 
@@ -881,7 +698,7 @@ class ClvConfig(_Section):
         description="Holdout table: calibration frequencies 0 .. n-1, the last bucket holding the rest.",
     )
     segments_table: str = Field(
-        "gold.segment_assignments",
+        catalog.SEGMENT_ASSIGNMENTS,
         description="Segment assignments to cross-check (customer_id + segment_col); skipped when absent.",
     )
     segment_col: str = Field(
@@ -943,7 +760,7 @@ class SegmentConfig(_Section):
         return out
 
     features_table: str = Field(
-        "gold.customer_features", description="Feature table (customer_id, snapshot_date)."
+        catalog.CUSTOMER_FEATURES, description="Feature table (customer_id, snapshot_date)."
     )
     snapshot_date: date | None = Field(None, description="Snapshot to segment; null = the latest.")
     numeric_features: list[str] = Field(
@@ -1065,7 +882,7 @@ class SegmentConfig(_Section):
     model_name: str = Field("custseg-segmentation", description="Registered model name.")
     alias: str = Field("champion", description="Alias set on the registered version.")
     score_output: str = Field(
-        "gold.segment_snapshots", description="jobs/score.py: table of segments per customer and snapshot."
+        catalog.SEGMENT_SNAPSHOTS, description="jobs/score.py: table of segments per customer and snapshot."
     )
 
     @model_validator(mode="after")
@@ -1078,46 +895,6 @@ class SegmentConfig(_Section):
         if self.unstable_below > self.stable_from:
             raise ValueError("segment.unstable_below must not exceed segment.stable_from")
         return self
-
-
-# Derived blocking rules: these, in this order, where every field is populated. No
-# [email]: an email is a deterministic link unless guarded (docs/stitch.md: 90 % of the
-# scored pairs, no recall).
-BLOCKING_CANDIDATES = (
-    ("date_of_birth", "first_name"),
-    ("date_of_birth", "last_name"),
-    ("postcode", "last_name"),
-    ("postcode", "first_name"),
-    ("date_of_birth", "postcode"),
-    ("first_name", "last_name", "address"),
-    ("phone",),
-    ("account_number",),
-    ("device_id",),
-)
-# Derived EM training rules: taken in this order where populated, until every compared
-# field is left free by one of them.
-TRAINING_CANDIDATES = (
-    ("email",),
-    ("phone",),
-    ("date_of_birth",),
-    ("first_name", "last_name"),
-    ("postcode",),
-    ("account_number",),
-    ("device_id",),
-    ("address",),
-)
-
-IDENTITY_FIELDS = (
-    "first_name",
-    "last_name",
-    "email",
-    "phone",
-    "date_of_birth",
-    "postcode",
-    "address",
-    "device_id",
-    "account_number",
-)
 
 
 ScenarioKind = Literal["support_shift", "stop_discounts"]

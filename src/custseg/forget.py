@@ -31,10 +31,10 @@ from functools import partial
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from custseg import catalog
 from custseg.config import Config
 from custseg.lease import holding
 from custseg.privacy import (
-    SUPPRESSED,
     bucket,
     pseudonym,
     pseudonym_key,
@@ -46,12 +46,7 @@ from custseg.tables import META, TableStore, utc_now
 
 log = logging.getLogger(__name__)
 
-ERASURES = "meta.erasures"
-IDENTITY_MAP = "silver.identity_map"
-IDENTITY_RECORDS = "bronze.identity_records"
-ID_CHANGES = "silver.identity_id_changes"
 MAX_ID_CHAIN = 20  # former ids followed back at most this far
-QUARANTINE = "bronze.quarantine"
 # characters that continue an id, email or phone: a needle must not touch one on either side
 _TOKEN = "A-Za-z0-9_.@+-"
 
@@ -103,8 +98,8 @@ def _needles(tables: TableStore, records: DataFrame) -> DataFrame:
     a backslash is matched as plain text (``\\Q...\\E`` cannot quote it)."""
     ids = records.select(F.col("source_id").alias("v"), F.col("source_system").alias("system"))
     values = ids
-    if tables.exists(IDENTITY_RECORDS):
-        held = tables.read(IDENTITY_RECORDS, version=tables.latest_version(IDENTITY_RECORDS)).join(
+    if tables.exists(catalog.IDENTITY_RECORDS):
+        held = tables.read_newest(catalog.IDENTITY_RECORDS).join(
             records, ["source_system", "source_id"], "left_semi"
         )
         for c in ("email", "phone"):
@@ -138,11 +133,9 @@ def _former_ids(tables: TableStore, ids: DataFrame) -> DataFrame:
     """``ids`` and every id they were known by before (``silver.identity_id_changes``:
     merged or split away from, followed back to the first), so gold rows and change-log
     rows under a former id go too. A person's chain is a few ids: a loop of small joins."""
-    if not tables.exists(ID_CHANGES):
+    if not tables.exists(catalog.IDENTITY_ID_CHANGES):
         return ids
-    changes = tables.read(ID_CHANGES, version=tables.latest_version(ID_CHANGES)).select(
-        "old_customer_id", "new_customer_id"
-    )
+    changes = tables.read_newest(catalog.IDENTITY_ID_CHANGES).select("old_customer_id", "new_customer_id")
     known = ids
     for _ in range(MAX_ID_CHAIN):
         older = (
@@ -171,9 +164,9 @@ def forget(cfg: Config, spark: SparkSession, customer_ids: Sequence[str], run_id
     started = utc_now()
     with holding(tables, cfg.run.lease_seconds, cfg.run.lease_wait_seconds):
         ids = spark.createDataFrame([(c,) for c in wanted], "customer_id string").localCheckpoint()
-        if not tables.exists(IDENTITY_MAP):
-            raise ForgetError(f"forget: {IDENTITY_MAP} does not exist (run stitch first)")
-        id_map = tables.read(IDENTITY_MAP, version=tables.latest_version(IDENTITY_MAP))
+        if not tables.exists(catalog.IDENTITY_MAP):
+            raise ForgetError(f"forget: {catalog.IDENTITY_MAP} does not exist (run stitch first)")
+        id_map = tables.read_newest(catalog.IDENTITY_MAP)
         records = id_map.join(ids, "customer_id").select("customer_id", "source_system", "source_id")
         records = records.localCheckpoint()
         found = {r["customer_id"] for r in records.select("customer_id").distinct().collect()}  # <= wanted
@@ -181,8 +174,8 @@ def forget(cfg: Config, spark: SparkSession, customer_ids: Sequence[str], run_id
         unknown = [c for c in wanted if c not in found and c not in done]
         if unknown:
             raise ForgetError(
-                f"forget: customer id(s) {unknown} are not in {IDENTITY_MAP} and were not erased before; "
-                "nothing was deleted"
+                f"forget: customer id(s) {unknown} are not in {catalog.IDENTITY_MAP} and were not erased "
+                "before; nothing was deleted"
             )
         result = Erasure(run_id=run_id, erased=sorted(found), already=sorted(done))
         if found:
@@ -213,14 +206,14 @@ def forget(cfg: Config, spark: SparkSession, customer_ids: Sequence[str], run_id
 
 def _holds_people(tables: TableStore, name: str) -> bool:
     """Whether the table has per-person rows (a column ``_condition`` matches on)."""
-    columns = tables.read(name, version=tables.latest_version(name)).columns
-    return name == QUARANTINE or _condition(columns) is not None
+    columns = tables.read_newest(name).columns
+    return name == catalog.QUARANTINE or _condition(columns) is not None
 
 
 def _delete(tables: TableStore, name: str, keys: dict[str, DataFrame], needles: DataFrame) -> int:
-    if name == QUARANTINE:
+    if name == catalog.QUARANTINE:
         return tables.delete_matching(name, needles, F.expr(_TRACED))
-    rule = _condition(tables.read(name, version=tables.latest_version(name)).columns)
+    rule = _condition(tables.read_newest(name).columns)
     if rule is None:
         return 0
     which, condition = rule
@@ -228,12 +221,12 @@ def _delete(tables: TableStore, name: str, keys: dict[str, DataFrame], needles: 
 
 
 def _erased_before(tables: TableStore, ids: list[str], key: bytes) -> set[str]:
-    if not ids or not tables.exists(ERASURES):
+    if not ids or not tables.exists(catalog.ERASURES):
         return set()
     asked = tables.spark.createDataFrame([(c,) for c in ids], "customer_id string").withColumn(
         "customer_key", pseudonym("customer_id", key)
     )
-    erased = tables.read(ERASURES, version=tables.latest_version(ERASURES)).select("customer_key")
+    erased = tables.read_newest(catalog.ERASURES).select("customer_key")
     return {r["customer_id"] for r in asked.join(erased, "customer_key", "left_semi").collect()}
 
 
@@ -244,7 +237,7 @@ def _suppress(tables: TableStore, records: DataFrame, key: bytes) -> None:
         F.lit(tables.run_id).alias("run_id"),
         F.lit(utc_now()).alias("erased_at"),
     )
-    tables.merge(rows, SUPPRESSED, keys=["source_key"], when_matched="ignore")
+    tables.merge(rows, catalog.SUPPRESSED_SOURCES, keys=["source_key"], when_matched="ignore")
 
 
 def _record(tables: TableStore, result: Erasure, key: bytes) -> None:
@@ -256,7 +249,7 @@ def _record(tables: TableStore, result: Erasure, key: bytes) -> None:
     rows = rows.select(
         pseudonym("customer_id", key).alias("customer_key"), "run_id", "erased_at", "rows_deleted"
     )
-    tables.merge(rows, ERASURES, keys=["customer_key"], when_matched="ignore")
+    tables.merge(rows, catalog.ERASURES, keys=["customer_key"], when_matched="ignore")
 
 
 def _all_tables(tables: TableStore) -> list[str]:

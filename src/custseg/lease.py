@@ -24,11 +24,11 @@ from datetime import datetime, timedelta
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
+from custseg import catalog
 from custseg.tables import TableStore, retry_conflicts, utc_now
 
 log = logging.getLogger(__name__)
 
-LEASES = "meta.leases"
 SCHEMA = "name string, owner string, run_id string, acquired_at timestamp, expires_at timestamp"
 _CONFLICT_TRIES = 20
 
@@ -75,19 +75,19 @@ class Lease:
 
     def _ensure_table(self) -> None:
         spark = self.tables.spark
-        path = self.tables.path(LEASES)
+        path = self.tables.path(catalog.LEASES)
 
         def create() -> None:  # two runs may create it at once: Delta lets one commit version 0
             if not DeltaTable.isDeltaTable(spark, path):
                 spark.createDataFrame([], SCHEMA).write.format("delta").mode("append").save(path)
 
-        retry_conflicts(create, LEASES, tries=_CONFLICT_TRIES, pause=0.2)
+        retry_conflicts(create, catalog.LEASES, tries=_CONFLICT_TRIES, pause=0.2)
 
     def holder(self) -> tuple[str, datetime] | None:
         """The current holder and its expiry, or None."""
         row = (
             self.tables.spark.read.format("delta")
-            .load(self.tables.path(LEASES))
+            .load(self.tables.path(catalog.LEASES))
             .where(F.col("name") == self.name)
             .select("owner", "expires_at")
             .first()
@@ -101,7 +101,7 @@ class Lease:
         src = self.tables.spark.createDataFrame(
             [(self.name, self.owner, self.tables.run_id, now, now + timedelta(seconds=self.seconds))], SCHEMA
         )
-        target = DeltaTable.forPath(self.tables.spark, self.tables.path(LEASES))
+        target = DeltaTable.forPath(self.tables.spark, self.tables.path(catalog.LEASES))
         free = (F.col("t.expires_at") < F.lit(now)) | (F.col("t.owner") == F.col("s.owner"))
         if stale:
             free = free | (F.col("t.owner") == F.lit(stale))
@@ -111,7 +111,7 @@ class Lease:
             .whenMatchedUpdateAll(condition=free)
             .whenNotMatchedInsertAll()
         )
-        retry_conflicts(merge.execute, LEASES, tries=_CONFLICT_TRIES, pause=0.2)
+        retry_conflicts(merge.execute, catalog.LEASES, tries=_CONFLICT_TRIES, pause=0.2)
         now_holder = self.holder()
         return now_holder is not None and now_holder[0] == self.owner
 
@@ -151,9 +151,9 @@ class Lease:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        table = DeltaTable.forPath(self.tables.spark, self.tables.path(LEASES))
+        table = DeltaTable.forPath(self.tables.spark, self.tables.path(catalog.LEASES))
         mine = (F.col("name") == self.name) & (F.col("owner") == self.owner)
-        retry_conflicts(lambda: table.delete(mine), LEASES, tries=_CONFLICT_TRIES, pause=0.2)
+        retry_conflicts(lambda: table.delete(mine), catalog.LEASES, tries=_CONFLICT_TRIES, pause=0.2)
 
 
 _held: dict[str, Lease] = {}  # warehouses this process holds (a pipeline's stages nest)

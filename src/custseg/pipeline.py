@@ -14,51 +14,35 @@ last finished stage run published. A stage this run id already finished is not r
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
 from functools import partial
-
-from pyspark.sql import SparkSession
 
 from custseg.config import Config
 from custseg.lease import check_held, holding
 from custseg.privacy import retention_properties
 from custseg.session import build_session
+from custseg.stage import STAGES, StageContext, StageFn
 from custseg.tables import TableStore, check_run_id, utc_now
 from custseg.tracking import StageRun, new_run_id, pipeline_parent, pipeline_run
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class StageContext:
-    """What a stage gets: config, session, tables and its tracking handle."""
-
-    cfg: Config
-    spark: SparkSession
-    tables: TableStore
-    run: StageRun
-    # steps run once the stage's tables are published (e.g. moving a registry alias), so
-    # a stage killed before its last commit changes nothing readers see
-    after_publish: list[Callable[[], None]] = field(default_factory=list)
-
-
-StageFn = Callable[[StageContext], None]
-
-
 def _registry() -> dict[str, StageFn]:
-    from custseg.clv.job import run_clv
-    from custseg.features.job import run_features
-    from custseg.generate.job import run_generate
-    from custseg.ingest.job import run_ingest
-    from custseg.insights.job import run_insights
-    from custseg.report.job import run_report
-    from custseg.segment.job import run_segment
-    from custseg.segment.score import run_score
-    from custseg.stitch.job import run_stitch
+    # imported when a stage runs, not with this module: a job that runs one stage loads
+    # only that stage's dependencies (Splink, statsmodels and matplotlib are heavy)
+    from custseg.clv.runner import run_clv
+    from custseg.features.runner import run_features
+    from custseg.generate.runner import run_generate
+    from custseg.ingest.runner import run_ingest
+    from custseg.insights.runner import run_insights
+    from custseg.report.runner import run_report
+    from custseg.score.runner import run_score
+    from custseg.segment.runner import run_segment
+    from custseg.stitch.runner import run_stitch
 
-    return {
+    registry: dict[str, StageFn] = {
         "generate": run_generate,
         "ingest": run_ingest,
         "stitch": run_stitch,
@@ -69,11 +53,13 @@ def _registry() -> dict[str, StageFn]:
         "insights": run_insights,
         "report": run_report,
     }
+    assert tuple(registry) == STAGES, "the registry runs exactly custseg.stage.STAGES, in order"
+    return registry
 
 
 def stage_names() -> list[str]:
     """Registered stages in pipeline order."""
-    return list(_registry())
+    return list(STAGES)
 
 
 def select_stages(stages: Sequence[str] | None = None, from_stage: str | None = None) -> list[str]:

@@ -32,7 +32,6 @@ from custseg.config import Config, PrivacyConfig
 
 log = logging.getLogger(__name__)
 
-SUPPRESSED = "meta.suppressed_sources"  # erased source records, kept out of later ingests
 BUCKETS = 65536  # a suppressed record's bucket: 16 bits of a public hash, to find candidates cheaply
 KEY_BYTES = 32
 MIN_KEY_CHARS = 16

@@ -60,8 +60,7 @@ def _submitted_jars() -> list[str]:
 # - -XX:-DontCompileHugeMethods: the JIT otherwise never compiles a method over 8,000
 #   bytes of bytecode, and Spark's generated code for a wide rule (ingest's reason: a
 #   CASE over every contract rule, pushed into a filter as well) is bigger than that; it
-#   then runs interpreted. Ingest of transactions at the reference preset: the pass over
-#   the accepted rows 20.1 s -> 5.9 s with the flag.
+#   then runs interpreted (docs/architecture.md, "Measured choices").
 JVM_OPTIONS = (
     "-Duser.timezone=UTC -XX:ReservedCodeCacheSize=1g -XX:+UseCodeCacheFlushing -XX:-DontCompileHugeMethods"
 )
@@ -108,8 +107,7 @@ def build_session(cfg: SparkConfig, extra_jars: list[str] | None = None) -> Spar
         # A join of frames already hash-partitioned by a prefix of its keys (the feature
         # frames: by customer_id, joined on customer_id and snapshot_date) keeps that
         # partitioning instead of shuffling both sides again. Every such prefix here is a
-        # high-cardinality id, so the partitions stay balanced. Reference features,
-        # 13 snapshots: 183 -> 161 s (docs/features.md).
+        # high-cardinality id, so the partitions stay balanced (docs/architecture.md, "Measured choices").
         "spark.sql.requireAllClusterKeysForCoPartition": "false",
         "spark.sql.shuffle.partitions": str(cfg.shuffle_partitions),
         "spark.ui.enabled": str(cfg.ui_enabled).lower(),

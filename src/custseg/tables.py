@@ -28,13 +28,12 @@ from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
+from custseg import catalog
+
 log = logging.getLogger(__name__)
 
-LAYERS = ("bronze", "silver", "gold")
-META = "meta"  # custseg's own bookkeeping tables (stage runs, leases), not data
+LAYERS, META = catalog.LAYERS, catalog.META
 RUN_ID_COL = "_run_id"
-STAGE_RUNS = "meta.stage_runs"
-RUN_SETTINGS = "meta.run_settings"
 _NAME = re.compile(r"^(bronze|silver|gold|meta)\.([a-z][a-z0-9_]*)$")
 # A run id: it goes into MLflow filter strings, Delta predicates and staging paths, so it
 # starts with a letter or digit (never "." or ".."), holds no quote, slash or space, and is short.
@@ -182,6 +181,10 @@ class TableStore:
             raise TableNotFoundError(f"table {name} does not exist at {path}")
         return path
 
+    def read_newest(self, name: str) -> DataFrame:
+        """The table at its newest version, whoever wrote it (not the pinned one)."""
+        return self.read(name, version=self.latest_version(name))
+
     def read(self, name: str, version: int | None = None) -> DataFrame:
         """The table at ``version`` when given (Delta time travel), else at the version
         this store wrote, else at its pinned version (resolved at the first read: the
@@ -223,17 +226,17 @@ class TableStore:
     def _stage_runs(self, where: Column) -> list[Row]:
         """The rows of ``meta.stage_runs`` that ``where`` selects, oldest first (a row per
         stage run: few); none before the first stage published."""
-        if not self.exists(STAGE_RUNS):
+        if not self.exists(catalog.STAGE_RUNS):
             return []
-        return self.read(STAGE_RUNS).where(where).orderBy("finished_at").collect()
+        return self.read(catalog.STAGE_RUNS).where(where).orderBy("finished_at").collect()
 
     def pin_reads_of(self, stage: str) -> None:
         """Pin the versions an earlier attempt of this stage and run id read (a forced
         rerun reads the same inputs, e.g. stitch the map from before its own)."""
-        if not self.exists(STAGE_RUNS):
+        if not self.exists(catalog.STAGE_RUNS):
             return
         row = (
-            self.read(STAGE_RUNS)
+            self.read(catalog.STAGE_RUNS)
             .where((F.col("stage") == stage) & (F.col("run_id") == self.run_id))
             .select("reads")
             .first()
@@ -265,7 +268,7 @@ class TableStore:
             "mlflow_run_id": mlflow_run_id,
         }
         df = self.spark.createDataFrame([row], STAGE_RUNS_SCHEMA)
-        self.merge(df, STAGE_RUNS, keys=["stage", "run_id"])
+        self.merge(df, catalog.STAGE_RUNS, keys=["stage", "run_id"])
         log.info("published stage %s of run %s: %s", stage, self.run_id, sorted(self.written))
 
     def run_setting(self, key: str, value: str) -> str:
@@ -275,9 +278,9 @@ class TableStore:
         row = self.spark.createDataFrame(
             [(self.run_id, key, value)], "run_id string, key string, value string"
         )
-        self.merge(row, RUN_SETTINGS, keys=["run_id", "key"], when_matched="ignore")
+        self.merge(row, catalog.RUN_SETTINGS, keys=["run_id", "key"], when_matched="ignore")
         got = (
-            self.read(RUN_SETTINGS)
+            self.read(catalog.RUN_SETTINGS)
             .where((F.col("run_id") == self.run_id) & (F.col("key") == key))
             .select("value")
             .first()
@@ -289,9 +292,9 @@ class TableStore:
         """When an erasure (stage ``forget``, another run id) published after this run's
         first stage started: this run's earlier outputs still hold the erased people, so
         it must not resume. None when there is none (or this run has not started)."""
-        if not self.exists(STAGE_RUNS):
+        if not self.exists(catalog.STAGE_RUNS):
             return None
-        runs = self.read(STAGE_RUNS, version=self.latest_version(STAGE_RUNS))
+        runs = self.read_newest(catalog.STAGE_RUNS)
         row = (
             runs.where(F.col("run_id") == self.run_id)
             .agg(F.min("started_at").alias("start"))
@@ -304,10 +307,10 @@ class TableStore:
 
     def finished(self, stage: str) -> bool:
         """Whether this run id has a finished run of ``stage`` in ``meta.stage_runs``."""
-        if not self.exists(STAGE_RUNS):
+        if not self.exists(catalog.STAGE_RUNS):
             return False
         found = (
-            self.read(STAGE_RUNS)
+            self.read(catalog.STAGE_RUNS)
             .where(
                 (F.col("stage") == stage) & (F.col("run_id") == self.run_id) & (F.col("status") == "FINISHED")
             )
@@ -436,7 +439,8 @@ class TableStore:
         Delta's 168-hour floor its safety check is turned off for this call only."""
         settings: dict[str, str] = {
             # VACUUM lists the table's folder with one Spark task per unit of this (default
-            # 10,000): ~30 s for a small table on 2 cores, ~1 s at the shuffle partitions
+            # 10,000), far slower on a small table than at the shuffle partitions
+            # (docs/architecture.md, "Measured choices")
             "spark.sql.sources.parallelPartitionDiscovery.parallelism": str(
                 self.spark.conf.get("spark.sql.shuffle.partitions", "8")
             ),

@@ -17,6 +17,7 @@ from scipy import stats
 
 from custseg.clv.models import BGNBDFit
 from custseg.clv.predict import expected_purchases_column
+from custseg.columns import require_columns
 
 
 def holdout_comparison(
@@ -88,9 +89,7 @@ def segment_value_check(
         (clv, (customer_col, "clv", value_col), "clv"),
         (segments, (customer_col, segment_col), "segments"),
     ):
-        missing = [c for c in cols if c not in df.columns]
-        if missing:
-            raise ValueError(f"segment_value_check: {what} lacks column(s) {missing}")
+        require_columns(df, cols, f"segment_value_check: {what}")
     joined = clv.select(customer_col, "clv", value_col).join(
         segments.select(customer_col, F.col(segment_col).cast("string").alias("segment")), customer_col
     )

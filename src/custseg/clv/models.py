@@ -34,6 +34,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from scipy import special
 
+from custseg.columns import require_columns
 from custseg.sampling import hash_sample
 
 log = logging.getLogger(__name__)
@@ -81,12 +82,6 @@ class GammaGammaFit:
         return self.v * self.p / (self.q - 1) if self.q > 1 else float("inf")
 
 
-def _require(summary: DataFrame, columns: tuple[str, ...], what: str) -> None:
-    missing = [c for c in columns if c not in summary.columns]
-    if missing:
-        raise ValueError(f"{what}: summary lacks column(s) {missing}; it has {summary.columns}")
-
-
 def _standard_errors(names: tuple[str, ...], hessian_total: Array) -> dict[str, float]:
     """Standard errors of the natural parameters from the Hessian of the total negative
     log-likelihood in those parameters; {} where it is singular or not positive."""
@@ -106,7 +101,7 @@ def _standard_errors(names: tuple[str, ...], hessian_total: Array) -> dict[str, 
 def bgnbd_tuples(summary: DataFrame, max_tuples: int = 2_000_000) -> pd.DataFrame:
     """The distinct (frequency, recency, T) tuples with their customer counts, on the
     driver (bounded by the time grid, not by customers; raises above ``max_tuples``)."""
-    _require(summary, ("frequency", "recency", "T"), "fit_bgnbd")
+    require_columns(summary, ("frequency", "recency", "T"), "fit_bgnbd")
     grouped = summary.groupBy(*(F.col(c).cast("double").alias(c) for c in ("frequency", "recency", "T"))).agg(
         F.count(F.lit(1)).cast("double").alias("n")
     )
@@ -222,7 +217,7 @@ def _newton(parts: Callable[[Array], tuple[float, Array, Array]], theta0: Array)
     """Minimise with trust-region Newton steps (scipy's trust-exact) given value, gradient
     and Hessian in one call, each point evaluated once."""
     # imported here: prediction UDFs unpickle the fits from this module in every Python
-    # worker, which then need not import scipy.optimize (about 0.6 s each)
+    # worker, which then need not import scipy.optimize (docs/architecture.md, "Measured choices")
     from scipy import optimize
 
     cache: dict[bytes, tuple[float, Array, Array]] = {}
@@ -403,7 +398,7 @@ class _SparkSpendSums(_SpendSums):
     that range."""
 
     def __init__(self, summary: DataFrame) -> None:
-        _require(summary, ("frequency", "monetary_value"), "fit_gamma_gamma")
+        require_columns(summary, ("frequency", "monetary_value"), "fit_gamma_gamma")
         x, m = F.col("frequency").cast("double"), F.col("monetary_value").cast("double")
         # a few large partitions: every pass over them is one small job
         parts = summary.sparkSession.sparkContext.defaultParallelism

@@ -14,8 +14,9 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.functions import pandas_udf
 from scipy import special
 
-from custseg.clv.models import SUMMARY_COLUMNS, BGNBDFit, GammaGammaFit, _require
+from custseg.clv.models import SUMMARY_COLUMNS, BGNBDFit, GammaGammaFit
 from custseg.clv.summary import _unit_days
+from custseg.columns import require_columns
 
 Array = NDArray[np.float64]
 
@@ -104,7 +105,7 @@ def predict_clv(
     expected_avg_order_value and clv. ``horizon`` is in months (30 days or 4.345 weeks, as
     lifetimes counts them) and ``discount_rate`` is monthly; the summary's time unit must
     be the one the models were fitted in."""
-    _require(summary, SUMMARY_COLUMNS, "predict_clv")
+    require_columns(summary, SUMMARY_COLUMNS, "predict_clv")
     _unit_days(time_unit)
     if horizon < 1:
         raise ValueError(f"predict_clv: horizon must be at least one month, got {horizon}")

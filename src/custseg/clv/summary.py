@@ -15,6 +15,8 @@ from datetime import date, datetime
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from custseg.columns import require_columns
+
 TIME_UNITS = {"D": 1, "W": 7}
 
 
@@ -43,9 +45,7 @@ def period_start(col: Column, time_unit: str) -> Column:
 def _periods(
     transactions: DataFrame, customer_col: str, ts_col: str, amount_col: str, time_unit: str
 ) -> DataFrame:
-    missing = [c for c in (customer_col, ts_col, amount_col) if c not in transactions.columns]
-    if missing:
-        raise ValueError(f"summarize_transactions: transactions lack column(s) {missing}")
+    require_columns(transactions, (customer_col, ts_col, amount_col), "summarize_transactions: transactions")
     return transactions.select(
         F.col(customer_col).alias("customer_id"),
         period_start(F.col(ts_col), time_unit).alias("period"),

@@ -1,17 +1,17 @@
 """Customer features (stage ``features``): windowed RFM, margin, cost-to-serve, engagement."""
 
-from custseg.features.core import (
+from custseg.features.build import (
     DEFAULT_WINDOWS,
     EventTables,
+    FeatureSpec,
     build_customer_features,
     build_feature_snapshots,
+    build_features,
     customer_attributes,
     event_mapping_report,
     event_totals,
     features_from_totals,
-    mapped_orders,
     month_end_snapshots,
-    snapshot_features_and_totals,
 )
 
 __all__ = [
@@ -23,7 +23,7 @@ __all__ = [
     "event_totals",
     "event_mapping_report",
     "features_from_totals",
-    "mapped_orders",
     "month_end_snapshots",
-    "snapshot_features_and_totals",
+    "FeatureSpec",
+    "build_features",
 ]

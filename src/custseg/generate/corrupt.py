@@ -60,7 +60,7 @@ def damage(
 
     Copies come from an ``explode`` of the chosen rows, so the table is drawn once; the
     caller persists the marked rows (the three results share them). Bad-file rows keep
-    the clean schema plus ``_damage``; ``custseg.generate.job`` renders them as text.
+    the clean schema plus ``_damage``; ``custseg.generate.runner`` renders them as text.
     """
     kinds = [*spec.inline, *spec.copies, *spec.bad_file]
     kind_col = _kind_column(seed, spec.table, kinds, rate, row_key)

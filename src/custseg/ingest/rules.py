@@ -30,7 +30,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from custseg.config import SourceConfig
-from custseg.ingest.contract import TableContract
+from custseg.contract import TableContract
 
 REPLACEMENT_CHAR = "\ufffd"
 
@@ -190,8 +190,8 @@ def check_rows(
         detail = F.when(cond, why).otherwise(detail)
 
     # The raw text (for the quarantine) is kept only on the rows that break a rule here:
-    # carrying it for every row cost ~28 % of the ingest of product usage (36.7M rows) at
-    # the reference preset. A duplicate's raw record is rendered from its parsed columns
+    # carrying it for every row made the ingest of product usage much slower
+    # (docs/architecture.md, "Measured choices"). A duplicate's raw record is rendered from its parsed columns
     # when it is quarantined.
     return df.select(
         *names,

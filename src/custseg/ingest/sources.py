@@ -23,8 +23,8 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from custseg.config import SourceConfig
+from custseg.contract import TableContract
 from custseg.hadoopfs import hadoop_path
-from custseg.ingest.contract import TableContract
 
 log = logging.getLogger(__name__)
 

@@ -28,6 +28,8 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from custseg.columns import require_columns
+
 REPLICATE_COL = "replicate"
 WEIGHT_COL = "weight"
 _HASH = "_bootstrap_hash"
@@ -93,9 +95,7 @@ def replicate_sums(
     """
     if replicates < 0:
         raise ValueError(f"replicate_sums: replicates must be >= 0, got {replicates}")
-    missing = [c for c in [*keys, id_col] if c not in df.columns]
-    if missing:
-        raise ValueError(f"replicate_sums: columns {missing} not in {df.columns}")
+    require_columns(df, [*keys, id_col], "replicate_sums")
     names = list(values)
     clash = [n for n in names if n in (*keys, REPLICATE_COL, WEIGHT_COL)]
     if clash:

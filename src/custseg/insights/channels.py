@@ -19,7 +19,7 @@ from itertools import pairwise
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from custseg.features.core import as_date
+from custseg.events import as_date
 from custseg.insights.kpis import REC, record_customers, record_key
 
 KEY = ("source_system", "source_id")

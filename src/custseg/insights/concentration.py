@@ -29,6 +29,7 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from custseg.columns import require_columns
 from custseg.insights.bootstrap import REPLICATE_COL, WEIGHT_COL, collect_replicate_sums, replicate_sums
 from custseg.insights.ranks import rank_col, with_ranks
 
@@ -54,9 +55,7 @@ def concentration_sums(
     out of their measure."""
     if bins < 1:
         raise ValueError(f"concentration: bins must be >= 1, got {bins}")
-    missing = [c for c in [id_col, *measures] if c not in df.columns]
-    if missing:
-        raise ValueError(f"concentration: columns {missing} not in {df.columns}")
+    require_columns(df, [id_col, *measures], "concentration")
     values = df.select(id_col, *measures)
     ranked = values.join(with_ranks(values, measures, id_col=id_col), id_col, how="inner")
     counts = ranked.select(*[F.count(rank_col(m)).alias(m) for m in measures]).first()

@@ -34,7 +34,8 @@ from scipy import stats
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 from statsmodels.tsa.exponential_smoothing.ets import ETSModel
 
-from custseg.features.core import as_date, is_order
+from custseg.columns import require_columns
+from custseg.events import as_date, is_order
 from custseg.insights.ranks import SIGNIFICANT_DIGITS
 
 logger = logging.getLogger(__name__)
@@ -95,12 +96,6 @@ MAD_TO_Z = 0.6745
 MEDIAN_ACCURACY = 1_000_000
 
 
-def _require(df: DataFrame, columns: Sequence[str], table: str) -> None:
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ValueError(f"{table}: missing column(s) {missing}; it has {df.columns}")
-
-
 def _day_arg(value: date | str, name: str) -> date:
     """A calendar date argument; a datetime is refused (a time of day would be dropped)."""
     if isinstance(value, datetime):
@@ -153,11 +148,11 @@ def record_customers(identity_map: DataFrame) -> DataFrame:
 def _customer_keys(identity_map: DataFrame, excluded: DataFrame | None) -> DataFrame:
     """(source_system, source_id, customer_id, is_excluded), one row per source key; a key
     mapped twice gets its smallest customer_id, so no event is counted twice."""
-    _require(identity_map, IDENTITY_MAP_REQUIRED, "identity_map")
+    require_columns(identity_map, IDENTITY_MAP_REQUIRED, "identity_map")
     keys = record_customers(identity_map)
     if excluded is None:
         return keys.withColumn("is_excluded", F.lit(False))
-    _require(excluded, ("customer_id",), "excluded")
+    require_columns(excluded, ("customer_id",), "excluded")
     flags = (
         excluded.select(F.col("customer_id").cast("string").alias("customer_id"))
         .where(F.col("customer_id").isNotNull())
@@ -174,13 +169,13 @@ def _new_customers(
 ) -> DataFrame:
     """(month, new_customers): distinct customers whose first_date lies in the month and in
     [start, end), excluded customers left out."""
-    _require(first_seen, FIRST_SEEN_REQUIRED, "first_seen")
+    require_columns(first_seen, FIRST_SEEN_REQUIRED, "first_seen")
     firsts = first_seen.select(
         F.col("customer_id").cast("string").alias("customer_id"),
         F.col("first_date").cast("date").alias("first_date"),
     ).where(F.col("customer_id").isNotNull() & _in_period(F.col("first_date"), start, end))
     if excluded is not None:
-        _require(excluded, ("customer_id",), "excluded")
+        require_columns(excluded, ("customer_id",), "excluded")
         ids = excluded.select(F.col("customer_id").cast("string").alias("customer_id"))
         firsts = firsts.join(ids, on="customer_id", how="left_anti")
     return firsts.groupBy(F.trunc("first_date", "month").alias("month")).agg(
@@ -230,7 +225,7 @@ def monthly_kpis(
     start_day = None if start is None else _day_arg(start, "start")
     if start_day is not None and start_day >= end_day:
         raise ValueError(f"start ({start_day}) must be before end ({end_day})")
-    _require(transactions, TRANSACTIONS_REQUIRED, "transactions")
+    require_columns(transactions, TRANSACTIONS_REQUIRED, "transactions")
 
     order = is_order()
     parts = [
@@ -247,7 +242,7 @@ def monthly_kpis(
         )
     ]
     if support is not None:
-        _require(support, SUPPORT_REQUIRED, "support")
+        require_columns(support, SUPPORT_REQUIRED, "support")
         parts.append(
             _key_months(
                 support,
@@ -259,7 +254,7 @@ def monthly_kpis(
             )
         )
     if touches is not None:
-        _require(touches, TOUCHES_REQUIRED, "touches")
+        require_columns(touches, TOUCHES_REQUIRED, "touches")
         parts.append(
             _key_months(
                 touches,
@@ -271,7 +266,7 @@ def monthly_kpis(
             )
         )
     if usage is not None:
-        _require(usage, USAGE_REQUIRED, "usage")
+        require_columns(usage, USAGE_REQUIRED, "usage")
         parts.append(
             _key_months(usage, F.col("date").cast("date"), start_day, end_day, is_active=F.lit(True))
         )
@@ -575,7 +570,7 @@ def kruskal_wallis(ranked: DataFrame, *, group_col: str, value_col: str, rank_co
     rows, within n / 1e6 ranks beyond), and the test's figures repeated on every row: h,
     df (k - 1), p_value, eta_squared, tie_correction, n_total (N), groups (k).
     """
-    _require(ranked, (group_col, value_col, rank_col), "ranked")
+    require_columns(ranked, (group_col, value_col, rank_col), "ranked")
     keep = F.col(group_col).isNotNull() & F.col(value_col).isNotNull()
     if isinstance(ranked.schema[value_col].dataType, T.FloatType | T.DoubleType):
         keep = keep & ~F.isnan(value_col)

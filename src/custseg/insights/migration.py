@@ -12,10 +12,10 @@ move like any other segment.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
+
+from custseg.columns import require_columns
 
 SNAPSHOTS_REQUIRED = ("customer_id", "snapshot_date", "segment_name")
 PERIOD_CONSECUTIVE, PERIOD_FIRST_TO_LAST = "consecutive", "first_to_last"
@@ -43,15 +43,9 @@ FLOW_COLUMNS = (
 )
 
 
-def _require(df: DataFrame, columns: Sequence[str], table: str) -> None:
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ValueError(f"{table}: missing column(s) {missing}; it has {df.columns}")
-
-
 def _memberships(snapshots: DataFrame) -> DataFrame:
     """(customer_id, snapshot_date, segment_name), the contract columns only."""
-    _require(snapshots, SNAPSHOTS_REQUIRED, "snapshots")
+    require_columns(snapshots, SNAPSHOTS_REQUIRED, "snapshots")
     return snapshots.select(
         F.col("customer_id").cast("string").alias("customer_id"),
         F.col("snapshot_date").cast("date").alias("snapshot_date"),

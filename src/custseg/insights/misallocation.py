@@ -20,6 +20,7 @@ import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from custseg.columns import require_columns
 from custseg.insights.bootstrap import (
     REPLICATE_COL,
     WEIGHT_COL,
@@ -66,9 +67,7 @@ def score_customers(
     """customers (business customers, one row each) with percentile ranks, the composite
     score, ``in_cohort``, ``roi`` and ``<col>_rank`` for every ranked column."""
     need = [investment, *[c for c in weights if c != RESOLUTION], acquisition_cost, "clv", "profit"]
-    missing = [c for c in need if c not in customers.columns]
-    if missing:
-        raise ValueError(f"insights misallocation: columns {missing} are not in the customer features")
+    require_columns(customers, need, "insights misallocation: the customer features")
     base = customers.withColumn(
         RESOLUTION, F.coalesce(F.col("support_resolution_rate"), F.lit(1.0))
     ).withColumn(

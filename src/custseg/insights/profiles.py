@@ -16,6 +16,7 @@ import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from custseg.columns import require_columns
 from custseg.insights.bootstrap import (
     REPLICATE_COL,
     WEIGHT_COL,
@@ -80,9 +81,7 @@ def customer_frame(
         "orders_90d",
         "is_repeat_buyer",
     ]
-    missing = [c for c in ["customer_id", *need] if c not in features.columns]
-    if missing:
-        raise ValueError(f"insights: the feature table has no columns {missing}")
+    require_columns(features, ["customer_id", *need], "insights: the feature table")
     base = features.select(
         "customer_id",
         *[c for c in features.columns if c not in ("customer_id", "snapshot_date")],

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 from pyspark.sql import functions as F
 
+from custseg import catalog
 from custseg.config import Config
 from custseg.runs import TableVersion, read_as_written, table_versions
 from custseg.tables import TableStore
@@ -72,9 +73,9 @@ class ReportData:
 
 def _identity(tables: TableStore, versions: dict[str, TableVersion], bins: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    if "silver.identity_map" not in versions:
+    if catalog.IDENTITY_MAP not in versions:
         return out
-    imap = read_as_written(tables, "silver.identity_map", versions)
+    imap = read_as_written(tables, catalog.IDENTITY_MAP, versions)
     row = imap.agg(
         F.count(F.lit(1)).alias("records"),
         F.countDistinct("customer_id").alias("customers"),
@@ -104,9 +105,9 @@ def _identity(tables: TableStore, versions: dict[str, TableVersion], bins: int) 
 
 
 def _links(tables: TableStore, versions: dict[str, TableVersion]) -> pd.DataFrame | None:
-    if "silver.identity_links" not in versions:
+    if catalog.IDENTITY_LINKS not in versions:
         return None
-    links = read_as_written(tables, "silver.identity_links", versions)
+    links = read_as_written(tables, catalog.IDENTITY_LINKS, versions)
     cols = [c for c in ("link_type", "accepted") if c in links.columns]
     return pd.DataFrame(links.groupBy(*cols).count().orderBy(*cols).toPandas())
 

@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 
 from custseg.config import Config, flatten
-from custseg.ingest.contract import TABLE_ORDER
-from custseg.pipeline import stage_names
+from custseg.contract import TABLE_ORDER
 from custseg.report import plots
 from custseg.report.data import ReportData
 from custseg.runs import redact
+from custseg.stage import STAGES
 from custseg.tracking import package_versions
 
 ALL = "(all customers)"
@@ -833,7 +833,7 @@ def section_run(data: ReportData) -> Section:
     title = "The run"
     diffs = config_differences(data.record.logged("config"), data.cfg)
     stages = data.record.stages
-    order = {s: i for i, s in enumerate(stage_names())}
+    order = {s: i for i, s in enumerate(list(STAGES))}
     times = pd.DataFrame(
         [
             {

@@ -20,6 +20,7 @@ they agree where the fixed point is reached (tested against kmodes).
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import reduce
@@ -140,10 +141,10 @@ def local_dissimilarity(
 
 class _KPrototypesParams(HasPredictionCol, HasMaxIter, HasTol, HasSeed):
     k: Param[int] = Param(Params._dummy(), "k", "number of clusters (> 1)", TypeConverters.toInt)
-    numericCols: Param[list[str]] = Param(  # noqa: N815 - pyspark.ml's naming
+    numericCols: Param[list[str]] = Param(
         Params._dummy(), "numericCols", "numeric input columns (already scaled)", TypeConverters.toListString
     )
-    categoricalCols: Param[list[str]] = Param(  # noqa: N815
+    categoricalCols: Param[list[str]] = Param(
         Params._dummy(), "categoricalCols", "categorical input columns", TypeConverters.toListString
     )
     gamma: Param[float] = Param(
@@ -152,19 +153,19 @@ class _KPrototypesParams(HasPredictionCol, HasMaxIter, HasTol, HasSeed):
         "weight of one categorical mismatch; unset: 0.5 x mean standard deviation of the numeric columns",
         TypeConverters.toFloat,
     )
-    initMode: Param[str] = Param(  # noqa: N815
+    initMode: Param[str] = Param(
         Params._dummy(), "initMode", f"initialisation: one of {INIT_MODES}", TypeConverters.toString
     )
-    initSteps: Param[int] = Param(  # noqa: N815
+    initSteps: Param[int] = Param(
         Params._dummy(), "initSteps", "rounds of k-means|| sampling (> 0)", TypeConverters.toInt
     )
-    nInit: Param[int] = Param(  # noqa: N815
+    nInit: Param[int] = Param(
         Params._dummy(),
         "nInit",
         "starts from seeds seed, seed + 1, ...; the lowest training cost is kept (kmodes' n_init)",
         TypeConverters.toInt,
     )
-    initialCentres: Param[list[list[Any]]] = Param(  # noqa: N815
+    initialCentres: Param[list[list[Any]]] = Param(
         Params._dummy(),
         "initialCentres",
         "explicit start: k lists [numeric values..., categorical values...] (overrides initMode)",
@@ -185,16 +186,16 @@ class _KPrototypesParams(HasPredictionCol, HasMaxIter, HasTol, HasSeed):
             predictionCol="segment",
         )
 
-    def getK(self) -> int:  # noqa: N802
+    def getK(self) -> int:
         return self.getOrDefault(self.k)
 
-    def getNumericCols(self) -> list[str]:  # noqa: N802
+    def getNumericCols(self) -> list[str]:
         return self.getOrDefault(self.numericCols)
 
-    def getCategoricalCols(self) -> list[str]:  # noqa: N802
+    def getCategoricalCols(self) -> list[str]:
         return self.getOrDefault(self.categoricalCols)
 
-    def getInitMode(self) -> str:  # noqa: N802
+    def getInitMode(self) -> str:
         return self.getOrDefault(self.initMode)
 
 
@@ -216,37 +217,37 @@ class KPrototypes(Estimator["KPrototypesModel"], _KPrototypesParams, ModelDataPe
         self,
         *,
         k: int = 4,
-        numericCols: Sequence[str] = (),  # noqa: N803
-        categoricalCols: Sequence[str] = (),  # noqa: N803
+        numericCols: Sequence[str] = (),
+        categoricalCols: Sequence[str] = (),
         gamma: float | None = None,
-        initMode: str = "cao",  # noqa: N803
-        initSteps: int = 2,  # noqa: N803
-        nInit: int = 1,  # noqa: N803
-        initialCentres: list[list[Any]] | None = None,  # noqa: N803
-        maxIter: int = 100,  # noqa: N803
+        initMode: str = "cao",
+        initSteps: int = 2,
+        nInit: int = 1,
+        initialCentres: list[list[Any]] | None = None,
+        maxIter: int = 100,
         tol: float = 1e-4,
         seed: int | None = None,
-        predictionCol: str = "segment",  # noqa: N803
+        predictionCol: str = "segment",
     ) -> None:
         super().__init__()
         self.setParams(**self._input_kwargs)
 
     @keyword_only
-    def setParams(  # noqa: N802
+    def setParams(
         self,
         *,
         k: int = 4,
-        numericCols: Sequence[str] = (),  # noqa: N803
-        categoricalCols: Sequence[str] = (),  # noqa: N803
+        numericCols: Sequence[str] = (),
+        categoricalCols: Sequence[str] = (),
         gamma: float | None = None,
-        initMode: str = "cao",  # noqa: N803
-        initSteps: int = 2,  # noqa: N803
-        nInit: int = 1,  # noqa: N803
-        initialCentres: list[list[Any]] | None = None,  # noqa: N803
-        maxIter: int = 100,  # noqa: N803
+        initMode: str = "cao",
+        initSteps: int = 2,
+        nInit: int = 1,
+        initialCentres: list[list[Any]] | None = None,
+        maxIter: int = 100,
         tol: float = 1e-4,
         seed: int | None = None,
-        predictionCol: str = "segment",  # noqa: N803
+        predictionCol: str = "segment",
     ) -> KPrototypes:
         kwargs = {k_: v for k_, v in self._input_kwargs.items() if v is not None}
         for name in ("numericCols", "categoricalCols"):
@@ -254,22 +255,22 @@ class KPrototypes(Estimator["KPrototypesModel"], _KPrototypesParams, ModelDataPe
                 kwargs[name] = list(kwargs[name])
         return self._set(**kwargs)
 
-    def setK(self, value: int) -> KPrototypes:  # noqa: N802
+    def setK(self, value: int) -> KPrototypes:
         return self._set(k=value)
 
-    def setSeed(self, value: int) -> KPrototypes:  # noqa: N802
+    def setSeed(self, value: int) -> KPrototypes:
         return self._set(seed=value)
 
-    def setInitMode(self, value: str) -> KPrototypes:  # noqa: N802
+    def setInitMode(self, value: str) -> KPrototypes:
         return self._set(initMode=value)
 
-    def setNInit(self, value: int) -> KPrototypes:  # noqa: N802
+    def setNInit(self, value: int) -> KPrototypes:
         return self._set(nInit=value)
 
-    def setInitialCentres(self, value: list[list[Any]]) -> KPrototypes:  # noqa: N802
+    def setInitialCentres(self, value: list[list[Any]]) -> KPrototypes:
         return self._set(initialCentres=value)
 
-    def setGamma(self, value: float) -> KPrototypes:  # noqa: N802
+    def setGamma(self, value: float) -> KPrototypes:
         return self._set(gamma=value)
 
     def _validate(self, dataset: DataFrame) -> tuple[list[str], list[str], int]:
@@ -290,7 +291,7 @@ class KPrototypes(Estimator["KPrototypesModel"], _KPrototypesParams, ModelDataPe
     def _fit(self, dataset: DataFrame) -> KPrototypesModel:
         return self._fit_blocks(dataset, None, 0)[0]
 
-    def fitSubsets(self, dataset: DataFrame, subsetCol: str, subsets: int) -> list[KPrototypesModel]:  # noqa: N802, N803
+    def fitSubsets(self, dataset: DataFrame, subsetCol: str, subsets: int) -> list[KPrototypesModel]:
         """One model per subset 0..subsets-1 of ``dataset`` (its rows with that value of
         ``subsetCol``), all fitted in the same passes over one set of cached blocks: with
         small subsets (bootstrap resamples) a pass costs about the same for one or for
@@ -761,11 +762,11 @@ class KPrototypesSummary:
     """Training summary: cost and iterations, as MLlib's clustering summaries."""
 
     k: int
-    trainingCost: float  # noqa: N815
+    trainingCost: float
     iterations: int
     converged: bool
-    costHistory: list[float] = field(default_factory=list)  # noqa: N815
-    clusterSizes: list[int] = field(default_factory=list)  # noqa: N815
+    costHistory: list[float] = field(default_factory=list)
+    clusterSizes: list[int] = field(default_factory=list)
     n: int = 0
 
 
@@ -775,10 +776,10 @@ class KPrototypesModel(Model, _KPrototypesParams, ModelDataPersistence):
     ``segmentNames`` (optional, one per cluster; set after fitting) adds ``segmentNameCol``.
     """
 
-    segmentNames: Param[list[str]] = Param(  # noqa: N815
+    segmentNames: Param[list[str]] = Param(
         Params._dummy(), "segmentNames", "a name per cluster (optional)", TypeConverters.toListString
     )
-    segmentNameCol: Param[str] = Param(  # noqa: N815
+    segmentNameCol: Param[str] = Param(
         Params._dummy(), "segmentNameCol", "output column of the segment names", TypeConverters.toString
     )
 
@@ -807,21 +808,31 @@ class KPrototypesModel(Model, _KPrototypesParams, ModelDataPersistence):
         return self._summary
 
     @property
-    def hasSummary(self) -> bool:  # noqa: N802
+    def hasSummary(self) -> bool:
         return self._summary is not None
 
-    def clusterCentres(self) -> list[np.ndarray]:  # noqa: N802
-        """Numeric centre of each cluster (in the scaled space it was fitted in)."""
+    def clusterCenters(self) -> list[np.ndarray]:
+        """Numeric centre of each cluster (in the scaled space it was fitted in), named as
+        pyspark.ml's ``KMeansModel.clusterCenters``."""
         return [c.copy() for c in self._centres.reshape(len(self._modes), -1)]
 
-    def clusterModes(self) -> list[list[str]]:  # noqa: N802
+    def clusterCentres(self) -> list[np.ndarray]:
+        """Deprecated spelling of ``clusterCenters`` (kept for code written before 0.2)."""
+        warnings.warn(
+            "KPrototypesModel.clusterCentres is deprecated; use clusterCenters (pyspark.ml's name)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.clusterCenters()
+
+    def clusterModes(self) -> list[list[str]]:
         """Categorical mode of each cluster."""
         return [list(m) for m in self._modes]
 
-    def getSegmentNames(self) -> list[str] | None:  # noqa: N802
+    def getSegmentNames(self) -> list[str] | None:
         return self.getOrDefault(self.segmentNames) if self.isDefined(self.segmentNames) else None
 
-    def setSegmentNames(self, names: Sequence[str]) -> KPrototypesModel:  # noqa: N802
+    def setSegmentNames(self, names: Sequence[str]) -> KPrototypesModel:
         if len(names) != len(self._modes):
             raise ValueError(f"KPrototypesModel: {len(names)} names for {len(self._modes)} clusters")
         return self._set(segmentNames=list(names))
@@ -850,7 +861,7 @@ class KPrototypesModel(Model, _KPrototypesParams, ModelDataPersistence):
             )
         return out
 
-    def computeCost(self, dataset: DataFrame) -> float:  # noqa: N802
+    def computeCost(self, dataset: DataFrame) -> float:
         """Sum over rows of the dissimilarity to the nearest prototype."""
         row = with_nearest(dataset, self._distances(), "_j", "_d").agg(F.sum("_d")).first()
         return float(row[0] or 0.0) if row else 0.0

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-OUTLIER = "outlier"
+from custseg.contract import OUTLIER
 
 
 def outlier_clusters(

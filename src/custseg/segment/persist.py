@@ -30,7 +30,7 @@ class ModelDataWriter(MLWriter):
         super().__init__()
         self.instance = instance
 
-    def saveImpl(self, path: str) -> None:  # noqa: N802 - pyspark.ml's name
+    def saveImpl(self, path: str) -> None:
         DefaultParamsWriter.saveMetadata(
             self.instance, path, self.sparkSession, extraMetadata={"data": self.instance._model_data()}
         )

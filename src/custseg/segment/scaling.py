@@ -29,7 +29,7 @@ def signed_log1p(column: Column) -> Column:
 
 
 class _ScalerParams(HasInputCols, HasOutputCols):
-    logCols: Param[list[str]] = Param(  # noqa: N815 - pyspark.ml's naming
+    logCols: Param[list[str]] = Param(
         Params._dummy(),
         "logCols",
         "input columns given a signed log1p before scaling",
@@ -61,20 +61,20 @@ class LogStandardScaler(Estimator["LogStandardScalerModel"], _ScalerParams, Mode
     def __init__(
         self,
         *,
-        inputCols: Sequence[str] = (),  # noqa: N803
-        outputCols: Sequence[str] | None = None,  # noqa: N803
-        logCols: Sequence[str] = (),  # noqa: N803
+        inputCols: Sequence[str] = (),
+        outputCols: Sequence[str] | None = None,
+        logCols: Sequence[str] = (),
     ) -> None:
         super().__init__()
         self.setParams(**self._input_kwargs)
 
     @keyword_only
-    def setParams(  # noqa: N802
+    def setParams(
         self,
         *,
-        inputCols: Sequence[str] = (),  # noqa: N803
-        outputCols: Sequence[str] | None = None,  # noqa: N803
-        logCols: Sequence[str] = (),  # noqa: N803
+        inputCols: Sequence[str] = (),
+        outputCols: Sequence[str] | None = None,
+        logCols: Sequence[str] = (),
     ) -> LogStandardScaler:
         kwargs = {k: list(v) for k, v in self._input_kwargs.items() if v is not None}
         return self._set(**kwargs)

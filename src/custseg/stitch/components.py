@@ -40,7 +40,7 @@ from pyspark.sql import types as T
 log = logging.getLogger(__name__)
 
 
-class ComponentsDidNotConverge(RuntimeError):
+class ComponentsDidNotConvergeError(RuntimeError):
     """Labels still changed after the iteration limit."""
 
 
@@ -50,7 +50,7 @@ def _cut(df: DataFrame, reliable: bool) -> DataFrame:
 
 def connected_components(edges: DataFrame, *, max_iterations: int = 50, reliable: bool = False) -> DataFrame:
     """(id, component) for every vertex of ``edges`` (columns ``src``, ``dst``); the
-    component is the smallest id in it. Raises ComponentsDidNotConverge after
+    component is the smallest id in it. Raises ComponentsDidNotConvergeError after
     ``max_iterations`` iterations with labels still changing.
 
     Ids of any orderable type; other than integers they are numbered first (in their
@@ -111,7 +111,7 @@ def _propagate(pairs: DataFrame, max_iterations: int, reliable: bool) -> DataFra
         log.info("connected components: iteration %d, %d labels changed", iteration, changed)
         if changed == 0:
             return labels.withColumnRenamed("label", "component")
-    raise ComponentsDidNotConverge(
+    raise ComponentsDidNotConvergeError(
         f"connected components still changing after {max_iterations} iterations "
         "(stitch.max_iterations); the link graph has very long chains"
     )

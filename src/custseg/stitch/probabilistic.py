@@ -24,9 +24,37 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from custseg.config import BLOCKING_CANDIDATES, IDENTITY_FIELDS, TRAINING_CANDIDATES, StitchConfig
+from custseg.config import StitchConfig
+from custseg.contract import IDENTITY_FIELDS
 
 log = logging.getLogger(__name__)
+
+# Derived blocking rules: these, in this order, where every field is populated. No
+# [email]: an email is a deterministic link unless guarded (docs/stitch.md: 90 % of the
+# scored pairs, no recall).
+BLOCKING_CANDIDATES = (
+    ("date_of_birth", "first_name"),
+    ("date_of_birth", "last_name"),
+    ("postcode", "last_name"),
+    ("postcode", "first_name"),
+    ("date_of_birth", "postcode"),
+    ("first_name", "last_name", "address"),
+    ("phone",),
+    ("account_number",),
+    ("device_id",),
+)
+# Derived EM training rules: taken in this order where populated, until every compared
+# field is left free by one of them.
+TRAINING_CANDIDATES = (
+    ("email",),
+    ("phone",),
+    ("date_of_birth",),
+    ("first_name", "last_name"),
+    ("postcode",),
+    ("account_number",),
+    ("device_id",),
+    ("address",),
+)
 
 SPLINK_COLUMNS = (*IDENTITY_FIELDS, "email_local")
 
@@ -409,8 +437,8 @@ def train_model(
     pdf: Any, cfg: StitchConfig, rules: Rules, comparisons: list[Any], prior: float, seed: int
 ) -> dict[str, Any]:
     """Splink's u (random sampling) and m (EM per training rule) on a bounded sample, on
-    Splink's DuckDB backend in the driver (7-9 s at the reference scale here), so the
-    cost of training does not grow with the data; see docs/stitch.md."""
+    Splink's DuckDB backend in the driver, so the cost of training does not grow with the
+    data; see docs/stitch.md."""
     from splink import Linker
 
     log.info("stitch: training on %d sampled records, EM rules %s", len(pdf), rules.training)
@@ -441,6 +469,73 @@ def _no_links(std: DataFrame) -> DataFrame:
     )
 
 
+def blocked_records(
+    std: DataFrame, cfg: StitchConfig, rules: Rules
+) -> tuple[DataFrame, BlockingPlan, int, int]:
+    """The records in Splink's form with their blocking keys (persisted) and the plan of
+    the rules that fit the comparison budget; also how many pairs are equal on
+    ``PRIOR_FIELDS`` and how many records there are."""
+    # Cached while the plan counts the keys: the blocked frame is built from it again
+    # (the join of the records with their deterministic clusters ran twice).
+    base = splink_input(std).persist()
+    try:
+        n = base.count()
+        df, plan, exact_pairs = plan_blocking(base, cfg, rules, n)
+        df = df.persist()
+    finally:
+        base.unpersist()
+    return df, plan, exact_pairs, n
+
+
+def match_prior(cfg: StitchConfig, n: int, n_deterministic_pairs: int, exact_pairs: int) -> float:
+    """The prior match probability from the pairs the strongest evidence finds: the
+    deterministic links, or, where the records have fewer strong keys (census-style
+    records have none), the pairs equal on first name, last name and birth date."""
+    total_pairs = max(n * (n - 1) / 2, 1.0)
+    evidence = max(n_deterministic_pairs, exact_pairs)
+    prior = min(max(evidence / cfg.deterministic_recall / total_pairs, 1e-9), 0.5)
+    log.info(
+        "stitch: prior %.3g from %d deterministic links and %d pairs equal on %s",
+        prior,
+        n_deterministic_pairs,
+        exact_pairs,
+        PRIOR_FIELDS,
+    )
+    return prior
+
+
+def score_pairs(
+    df: DataFrame, pdf: Any, model: dict[str, Any], in_driver: bool, cfg: StitchConfig
+) -> tuple[DataFrame, Any]:
+    """Splink's predictions at or above ``match_threshold`` (checkpointed) and the linker:
+    on DuckDB in the driver when ``pdf`` (the training sample) is every record, else on
+    Spark."""
+    from splink import Linker, SparkAPI
+
+    spark = df.sparkSession
+    linker: Any
+    if in_driver:
+        # The sample is every record: score on the frame the driver already holds
+        # (Splink on DuckDB) instead of Spark's jobs and Parquet lineage breaks.
+        linker = Linker(pdf, model, single_threaded_duckdb())
+        _quiet_splink()
+        scored = linker.inference.predict(
+            threshold_match_probability=cfg.match_threshold
+        ).as_pandas_dataframe()
+        links = spark.createDataFrame(
+            scored[["rid_l", "rid_r", "match_probability", "match_weight"]],
+            "rid_l string, rid_r string, match_probability double, match_weight double",
+        )
+    else:
+        # Parquet lineage breaks, faster than "persist" (docs/architecture.md, "Measured choices").
+        db = SparkAPI(spark_session=spark, break_lineage_method="parquet")  # type: ignore[no-untyped-call]
+        linker = Linker(df, model, db)  # type: ignore[arg-type]
+        _quiet_splink()
+        scored = linker.inference.predict(threshold_match_probability=cfg.match_threshold)
+        links = scored.as_spark_dataframe().select("rid_l", "rid_r", "match_probability", "match_weight")
+    return links.localCheckpoint(), linker
+
+
 def probabilistic_links(
     std: DataFrame,
     cfg: StitchConfig,
@@ -455,10 +550,7 @@ def probabilistic_links(
     model compares those, and blocks and trains on rules made of them
     (``resolve_rules``). With fewer than two comparisons or no blocking rule nothing is
     scored (a warning says why)."""
-    from splink import Linker, SparkAPI
-
     _quiet_splink()
-    spark = std.sparkSession
     held = set(IDENTITY_FIELDS) if populated is None else populated
     rules = resolve_rules(cfg, held)
     log.info(
@@ -476,28 +568,8 @@ def probabilistic_links(
         )
     comparisons = _comparisons(rules.comparisons, held)
     t = time.perf_counter()
-    # Cached while the plan counts the keys: the blocked frame is built from it again
-    # (the join of the records with their deterministic clusters ran twice).
-    base = splink_input(std).persist()
-    try:
-        n = base.count()
-        df, plan, exact_pairs = plan_blocking(base, cfg, rules, n)
-        df = df.persist()
-    finally:
-        base.unpersist()
-    total_pairs = max(n * (n - 1) / 2, 1.0)
-    # The prior from the pairs the strongest evidence finds: the deterministic links, or,
-    # where the records have fewer strong keys (census-style records have none), the
-    # pairs equal on first name, last name and birth date.
-    evidence = max(n_deterministic_pairs, exact_pairs)
-    prior = min(max(evidence / cfg.deterministic_recall / total_pairs, 1e-9), 0.5)
-    log.info(
-        "stitch: prior %.3g from %d deterministic links and %d pairs equal on %s",
-        prior,
-        n_deterministic_pairs,
-        exact_pairs,
-        PRIOR_FIELDS,
-    )
+    df, plan, exact_pairs, n = blocked_records(std, cfg, rules)
+    prior = match_prior(cfg, n, n_deterministic_pairs, exact_pairs)
     blocking = [f"l.blk_{i} = r.blk_{i} and l.det_cluster <> r.det_cluster" for i in plan.used]
     if not blocking:
         raise ValueError("stitch: no blocking rule fits stitch.comparison_budget; raise it or add rules")
@@ -512,45 +584,19 @@ def probabilistic_links(
     in_driver = n <= min(cfg.driver_scoring_max_records, cfg.train_max_records)
     dialect = "duckdb" if in_driver else "spark"
     settings = _settings_dict(
-        blocking,
-        prior,
-        dialect,
-        term_frequencies=cfg.term_frequencies,
-        comparisons=comparisons,
+        blocking, prior, dialect, term_frequencies=cfg.term_frequencies, comparisons=comparisons
     )
-    model = _copy_parameters(trained, settings)
-    linker: Any
-    if in_driver:
-        # The sample above is every record: score on the frame the driver already holds
-        # (Splink on DuckDB) instead of Spark's jobs and Parquet lineage breaks.
-        linker = Linker(pdf, model, single_threaded_duckdb())
-        _quiet_splink()
-        scored = linker.inference.predict(
-            threshold_match_probability=cfg.match_threshold
-        ).as_pandas_dataframe()
-        links = spark.createDataFrame(
-            scored[["rid_l", "rid_r", "match_probability", "match_weight"]],
-            "rid_l string, rid_r string, match_probability double, match_weight double",
-        )
-    else:
-        # Parquet lineage breaks: 6 s against 10-17 s with "persist" scoring 50k records here.
-        db = SparkAPI(spark_session=spark, break_lineage_method="parquet")  # type: ignore[no-untyped-call]
-        linker = Linker(df, model, db)  # type: ignore[arg-type]
-        _quiet_splink()
-        scored = linker.inference.predict(threshold_match_probability=cfg.match_threshold)
-        links = scored.as_spark_dataframe().select("rid_l", "rid_r", "match_probability", "match_weight")
-    links = links.localCheckpoint()
+    links, linker = score_pairs(df, pdf, _copy_parameters(trained, settings), in_driver, cfg)
     log.info(
         "stitch: %d pairs scored in %.1f s (%s)",
         links.count(),
         time.perf_counter() - t,
         "DuckDB" if in_driver else "Spark",
     )
-    chart: Any = linker.visualisations.match_weights_chart()
-    html = str(chart.to_html())
+    html = str(linker.visualisations.match_weights_chart().to_html())
     df.unpersist()
     if not in_driver:
-        remove_splink_files(spark)
+        remove_splink_files(std.sparkSession)
     return ProbabilisticResult(links=links, plan=plan, model=trained, match_weights_html=html, prior=prior)
 
 

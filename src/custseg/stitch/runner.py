@@ -15,20 +15,17 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from typing import TYPE_CHECKING
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from custseg import hadoopfs
+from custseg import catalog, hadoopfs
 from custseg.config import Config
-from custseg.ingest.contract import CONTRACTS
+from custseg.contract import CONTRACTS
 from custseg.privacy import pseudonym_key
-from custseg.stitch.core import StitchResult, stitch_identities
+from custseg.stage import StageContext
 from custseg.stitch.quality import stitch_scores
-
-if TYPE_CHECKING:
-    from custseg.pipeline import StageContext
+from custseg.stitch.steps import StitchResult, stitch_identities
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +48,11 @@ def truth_frame(spark: SparkSession, cfg: Config) -> DataFrame | None:
 
 def write_outputs(ctx: StageContext, result: StitchResult) -> None:
     tables = ctx.tables
-    tables.write(result.identity_map, "silver.identity_map")
-    tables.write(result.links, "silver.identity_links")
-    tables.write(result.customers, "silver.customers")
-    tables.write(result.id_changes, "silver.identity_id_changes", mode="append")
-    tables.write(result.guarded_keys, "silver.stitch_guarded_keys")
+    tables.write(result.identity_map, catalog.IDENTITY_MAP)
+    tables.write(result.links, catalog.IDENTITY_LINKS)
+    tables.write(result.customers, catalog.CUSTOMERS)
+    tables.write(result.id_changes, catalog.IDENTITY_ID_CHANGES, mode="append")
+    tables.write(result.guarded_keys, catalog.STITCH_GUARDED_KEYS)
 
 
 def log_result(ctx: StageContext, result: StitchResult, scores: dict[str, float] | None) -> None:
@@ -94,14 +91,14 @@ def log_result(ctx: StageContext, result: StitchResult, scores: dict[str, float]
 
 def run_stitch(ctx: StageContext) -> None:
     """Stage runner: stitch bronze identity records into the silver identity tables."""
-    records = ctx.tables.read("bronze.identity_records").select(*CONTRACT_COLUMNS)
+    records = ctx.tables.read(catalog.IDENTITY_RECORDS).select(*CONTRACT_COLUMNS)
     # Pinned at this stage's start (TableStore): the change log compares the new map with
     # this version even after the write below replaced the table.
     tables = ctx.tables
-    previous = tables.read("silver.identity_map") if tables.exists("silver.identity_map") else None
+    previous = tables.read(catalog.IDENTITY_MAP) if tables.exists(catalog.IDENTITY_MAP) else None
     retired = (
-        tables.read("silver.identity_id_changes").select(F.col("old_customer_id").alias("customer_id"))
-        if tables.exists("silver.identity_id_changes")
+        tables.read(catalog.IDENTITY_ID_CHANGES).select(F.col("old_customer_id").alias("customer_id"))
+        if tables.exists(catalog.IDENTITY_ID_CHANGES)
         else None
     )
     result = stitch_identities(
@@ -117,6 +114,6 @@ def run_stitch(ctx: StageContext) -> None:
     truth = truth_frame(ctx.spark, ctx.cfg)
     scores = None
     if truth is not None:
-        scores = stitch_scores(ctx.tables.read("silver.identity_map"), truth)
+        scores = stitch_scores(ctx.tables.read(catalog.IDENTITY_MAP), truth)
         log.info("stitch against truth: %s", {k: round(v, 4) for k, v in scores.items()})
     log_result(ctx, result, scores)

@@ -27,28 +27,23 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from custseg import hadoopfs
-from custseg.config import CALL_CENTRE_COLUMNS, GenerateConfig
+from custseg.config import GenerateConfig
+from custseg.contract import CONTRACTS
 from custseg.generate import corrupt as C
 from custseg.generate import world as W
 from custseg.generate.spec import WorldSpec
-from custseg.ingest.contract import CONTRACTS
-
-if TYPE_CHECKING:
-    from custseg.pipeline import StageContext
+from custseg.reference import CALL_CENTRE_COLUMNS, CALL_CENTRE_DATE, CALL_CENTRE_TIMESTAMP
+from custseg.stage import StageContext
 
 log = logging.getLogger(__name__)
 
 IDENTITY_COLUMNS = CONTRACTS["identity_records"].names  # the generator writes the contract
-# The call centre's export uses its own names (CALL_CENTRE_COLUMNS, shared with the ingest
-# defaults), UK day-first dates and addresses over two lines.
-CALL_CENTRE_DATE = "dd/MM/yyyy"
-CALL_CENTRE_TIMESTAMP = "dd/MM/yyyy HH:mm:ss"
 CSV_TIMESTAMP = "yyyy-MM-dd HH:mm:ss"
 SUPPORT_COLUMNS = (
     "contact_id",

@@ -1,4 +1,6 @@
-"""The data contract of the bronze tables (DESIGN.md, "Data contract")."""
+"""The data contract: the bronze tables' columns and keys, the source systems, the identity
+fields and the values other stages agree on. Every stage derives its column lists from
+here (docs/architecture.md, "Data contract"); nothing here imports a stage."""
 
 from __future__ import annotations
 
@@ -177,3 +179,18 @@ TABLE_ORDER = (
     "marketing_touches",
     "customer_attributes",
 )
+
+# The systems identity records come from, in the default order of trust for attributes.
+SOURCE_SYSTEMS = ("web", "app", "call_centre")
+# A source record's key in every bronze table.
+SOURCE_KEY = ("source_system", "source_id")
+# The identity fields of an identity record (raw PII: bronze and silver only).
+IDENTITY_FIELDS = tuple(
+    c.name
+    for c in CONTRACTS["identity_records"].columns
+    if c.name not in (*SOURCE_KEY, *CONTRACTS["identity_records"].timestamp_cols)
+)
+# The event tables, in the order features reports them.
+EVENT_TABLES = tuple(name for name in TABLE_ORDER if CONTRACTS[name].event)
+# The segment name of customers no segment describes (outlier prototypes).
+OUTLIER = "outlier"

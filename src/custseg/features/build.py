@@ -23,15 +23,19 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from custseg.columns import require_columns
+from custseg.config import FeaturesConfig
+from custseg.contract import EVENT_TABLES, SOURCE_KEY, SOURCE_SYSTEMS
+from custseg.events import as_date, customer_keys, is_order, mapped_orders
+
 DEFAULT_WINDOWS = (30, 90, 180, 365, 1095)
-KEY = ("source_system", "source_id")
+KEY = SOURCE_KEY
 STATUS_MAPPED, STATUS_UNMAPPED, STATUS_ANONYMOUS = "mapped", "unmapped", "anonymous"
 # Longest segment (days): a segment's usage days are the bits of one bigint (bits 0..62).
 MAX_SEGMENT_DAYS = 63
 
 # The event tables, in output order; event_totals has a row count ``n_<table>`` of each
 # table given (also for the mapping report).
-EVENT_TABLES = ("transactions", "support_contacts", "product_usage", "marketing_touches")
 # The tables whose rows are the customer's own activity (last_active_date, active_span_days).
 ACTIVITY_TABLES = ("transactions", "support_contacts", "product_usage")
 TABLE_REQUIRED: dict[str, tuple[str, ...]] = {
@@ -57,7 +61,6 @@ TABLE_REQUIRED: dict[str, tuple[str, ...]] = {
     ),
     "marketing_touches": ("source_system", "source_id", "ts", "cost"),
 }
-IDENTITY_MAP_REQUIRED = ("source_system", "source_id", "customer_id")
 
 # Window features: name -> the measure summed; a sum of a null-free measure is 0 for a
 # customer with no rows in the window. Derived ones are computed after the groupBy.
@@ -112,18 +115,6 @@ class EventTables:
         return {name: df for name, df in tables.items() if df is not None}
 
 
-def as_date(value: date | str, name: str = "as_of") -> date:
-    """A date from a ``date`` or an ISO ``YYYY-MM-DD`` string; ValueError naming ``name``."""
-    if isinstance(value, date):
-        return value
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value)
-        except ValueError as exc:
-            raise ValueError(f"{name} must be an ISO date (YYYY-MM-DD), got {value!r}") from exc
-    raise TypeError(f"{name} must be a datetime.date or an ISO date string, got {type(value).__name__}")
-
-
 def month_end_snapshots(as_of: date | str, months: int = 12) -> list[date]:
     """``as_of`` and the ``months`` month-end snapshots before it, ascending.
 
@@ -143,18 +134,6 @@ def month_end_snapshots(as_of: date | str, months: int = 12) -> list[date]:
     return sorted({*firsts, end})
 
 
-def _require(df: DataFrame, columns: Sequence[str], table: str) -> None:
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ValueError(f"{table}: missing column(s) {missing}; it has {df.columns}")
-
-
-def _customer_keys(identity_map: DataFrame) -> DataFrame:
-    """(source_system, source_id, customer_id), one row per source key."""
-    _require(identity_map, IDENTITY_MAP_REQUIRED, "identity_map")
-    return identity_map.select(*KEY, "customer_id").dropDuplicates(list(KEY))
-
-
 def _day_aggregate(measure: str) -> Column:
     """How a measure combines over rows: the largest value for maxima, else the sum."""
     return (F.max(measure) if measure in WINDOW_MAX.values() else F.sum(measure)).alias(measure)
@@ -165,16 +144,9 @@ def _dbl(name: str) -> Column:
     return F.coalesce(F.col(name).cast("double"), F.lit(0.0))
 
 
-def is_order(amount: str = "amount") -> Column:
-    """Whether a transaction row is an order: every row that is not a refund (a refund is
-    a negative amount), free and fully discounted purchases (amount 0) included. Revenue
-    stays the amount paid. Features, CLV and the KPIs count orders by this one rule."""
-    return F.col(amount) >= 0
-
-
 def _narrow(name: str, df: DataFrame) -> DataFrame:
     """One event table as (source_system, source_id, day, ``n_<table>``, its day measures)."""
-    _require(df, TABLE_REQUIRED[name], name)
+    require_columns(df, TABLE_REQUIRED[name], name)
     day = F.col("date") if name == "product_usage" else F.to_date("ts")
     if name == "transactions":
         order = is_order()
@@ -310,7 +282,7 @@ def event_totals(
         narrow = part if narrow is None else narrow.unionByName(part, allowMissingColumns=True)
     assert narrow is not None
     measures = [c for c in narrow.columns if c not in (*KEY, "day")]
-    rows = narrow.join(_customer_keys(identity_map), on=list(KEY), how="left").select(
+    rows = narrow.join(customer_keys(identity_map), on=list(KEY), how="left").select(
         "customer_id",
         "day",
         _mapping_status().alias("mapping_status"),
@@ -351,20 +323,6 @@ def persist_by_customer(df: DataFrame, storage_level: StorageLevel) -> DataFrame
         return df.repartition("customer_id").persist(storage_level)
     finally:
         spark.conf.set(key, before)
-
-
-def mapped_orders(transactions: DataFrame, identity_map: DataFrame) -> DataFrame:
-    """Orders (``is_order``: every non-refund row) with their customer: customer_id, day, amount, channel,
-    product_category; hash-partitioned by customer_id, like the totals of
-    ``persist_by_customer``, so joining their per-customer aggregates needs no shuffle."""
-    _require(transactions, TABLE_REQUIRED["transactions"], "transactions")
-    id_map = _customer_keys(identity_map)
-    return (
-        transactions.where(is_order())
-        .join(id_map, on=list(KEY), how="inner")
-        .select("customer_id", F.to_date("ts").alias("day"), "amount", "channel", "product_category")
-        .repartition("customer_id")
-    )
 
 
 def event_mapping_report(totals: DataFrame) -> DataFrame:
@@ -515,7 +473,7 @@ def customer_attributes(
     *,
     categorical: Sequence[str],
     numeric: Sequence[str] = (),
-    source_priority: Sequence[str] = ("web", "app", "call_centre"),
+    source_priority: Sequence[str] = SOURCE_SYSTEMS,
 ) -> DataFrame:
     """One row per customer: each attribute by survivorship of its rows.
 
@@ -523,8 +481,8 @@ def customer_attributes(
     rows; ties go to the system earliest in ``source_priority``, then the smallest value.
     """
     names = [*categorical, *numeric]
-    _require(attributes, [*KEY, *names], "customer_attributes")
-    id_map = _customer_keys(identity_map)
+    require_columns(attributes, [*KEY, *names], "customer_attributes")
+    id_map = customer_keys(identity_map)
     if not names:
         return identity_map.select("customer_id").distinct()
     priority = F.coalesce(
@@ -676,27 +634,44 @@ def feature_columns(available: Sequence[str], windows: Sequence[int], tables: Se
     return ordered + rest
 
 
-def snapshot_features_and_totals(
-    transactions: DataFrame,
+@dataclass(frozen=True)
+class FeatureSpec:
+    """What features to build: the windows, the trend, and which customer attributes are
+    carried (``categorical_attributes`` None: every column but the key and the numeric
+    ones) with which source winning a tie. ``FeatureSpec.of(cfg.features)`` is the stage's."""
+
+    windows_days: tuple[int, ...] = DEFAULT_WINDOWS
+    trend_days: int = 90
+    categorical_attributes: tuple[str, ...] | None = None
+    numeric_attributes: tuple[str, ...] = ()
+    attribute_source_priority: tuple[str, ...] = SOURCE_SYSTEMS
+
+    @classmethod
+    def of(cls, cfg: FeaturesConfig) -> FeatureSpec:
+        return cls(
+            windows_days=tuple(cfg.windows_days),
+            trend_days=cfg.trend_days,
+            categorical_attributes=(
+                None if cfg.categorical_attributes is None else tuple(cfg.categorical_attributes)
+            ),
+            numeric_attributes=tuple(cfg.numeric_attributes),
+            attribute_source_priority=tuple(cfg.attribute_source_priority),
+        )
+
+
+def build_features(
+    events: EventTables,
     identity_map: DataFrame,
-    *,
-    support: DataFrame | None = None,
-    usage: DataFrame | None = None,
-    touches: DataFrame | None = None,
-    attributes: DataFrame | None = None,
     snapshot_dates: Sequence[date | str],
-    windows_days: Sequence[int] = DEFAULT_WINDOWS,
-    trend_days: int = 90,
-    categorical_attributes: Sequence[str] | None = None,
-    numeric_attributes: Sequence[str] = (),
-    attribute_source_priority: Sequence[str] = ("web", "app", "call_centre"),
+    spec: FeatureSpec = FeatureSpec(),
+    attributes: DataFrame | None = None,
     storage_level: StorageLevel = StorageLevel.MEMORY_AND_DISK,
 ) -> tuple[DataFrame, DataFrame]:
-    """The feature snapshots and the ``event_totals`` they are built from, persisted at
-    ``storage_level`` (the caller may unpersist them once done; ``event_mapping_report``
-    reads them too). Arguments as ``build_feature_snapshots``.
-    """
-    events = EventTables(transactions, support, usage, touches)
+    """The one way features are built: one row per (customer_id, snapshot_date) (see
+    docs/features.md for each column), and the ``event_totals`` they are built from,
+    persisted at ``storage_level`` (the caller may unpersist them once done;
+    ``event_mapping_report`` reads them too). ``attributes`` is the customer_attributes
+    table, carried by survivorship as ``spec`` says."""
     # Two branches read the totals (spine and windows); persisted so the events are
     # scanned and joined once (Spark reuses no exchange across branches whose columns differ).
     totals = persist_by_customer(
@@ -704,17 +679,17 @@ def snapshot_features_and_totals(
             events,
             identity_map,
             snapshot_dates=snapshot_dates,
-            windows_days=windows_days,
-            trend_days=trend_days,
+            windows_days=spec.windows_days,
+            trend_days=spec.trend_days,
         ),
         storage_level,
     )
     attrs = None
     if attributes is not None:
-        numeric = list(numeric_attributes)
+        numeric = list(spec.numeric_attributes)
         categorical = (
-            list(categorical_attributes)
-            if categorical_attributes is not None
+            list(spec.categorical_attributes)
+            if spec.categorical_attributes is not None
             else [c for c in attributes.columns if c not in (*KEY, *numeric)]
         )
         attrs = customer_attributes(
@@ -722,15 +697,15 @@ def snapshot_features_and_totals(
             identity_map,
             categorical=categorical,
             numeric=numeric,
-            source_priority=attribute_source_priority,
+            source_priority=spec.attribute_source_priority,
         )
     features = features_from_totals(
         totals,
         snapshot_dates=snapshot_dates,
-        windows_days=windows_days,
-        trend_days=trend_days,
+        windows_days=spec.windows_days,
+        trend_days=spec.trend_days,
         attributes=attrs,
-        orders=mapped_orders(transactions, identity_map),
+        orders=mapped_orders(events.transactions, identity_map),
     )
     return features, totals
 
@@ -739,68 +714,30 @@ def build_feature_snapshots(
     transactions: DataFrame,
     identity_map: DataFrame,
     *,
+    snapshot_dates: Sequence[date | str],
     support: DataFrame | None = None,
     usage: DataFrame | None = None,
     touches: DataFrame | None = None,
     attributes: DataFrame | None = None,
-    snapshot_dates: Sequence[date | str],
-    windows_days: Sequence[int] = DEFAULT_WINDOWS,
-    trend_days: int = 90,
-    categorical_attributes: Sequence[str] | None = None,
-    numeric_attributes: Sequence[str] = (),
-    attribute_source_priority: Sequence[str] = ("web", "app", "call_centre"),
+    spec: FeatureSpec = FeatureSpec(),
 ) -> DataFrame:
-    """One feature row per (customer_id, snapshot_date); see docs/features.md for each column.
-
-    ``attributes`` is the customer_attributes table; its ``categorical_attributes``
-    (default: every column but the key and the numeric ones) and ``numeric_attributes``
-    are carried by survivorship. The event totals behind it stay cached (memory and
-    disk) until ``spark.catalog.clearCache()`` or the session's end.
-    """
-    features, _ = snapshot_features_and_totals(
-        transactions,
-        identity_map,
-        support=support,
-        usage=usage,
-        touches=touches,
-        attributes=attributes,
-        snapshot_dates=snapshot_dates,
-        windows_days=windows_days,
-        trend_days=trend_days,
-        categorical_attributes=categorical_attributes,
-        numeric_attributes=numeric_attributes,
-        attribute_source_priority=attribute_source_priority,
-    )
-    return features
+    """``build_features`` on the event tables given one by one. The event totals behind it
+    stay cached (memory and disk) until ``spark.catalog.clearCache()`` or the session's end."""
+    events = EventTables(transactions, support, usage, touches)
+    return build_features(events, identity_map, snapshot_dates, spec, attributes)[0]
 
 
 def build_customer_features(
     transactions: DataFrame,
     identity_map: DataFrame,
     *,
+    as_of: date | str,
     support: DataFrame | None = None,
     usage: DataFrame | None = None,
     touches: DataFrame | None = None,
     attributes: DataFrame | None = None,
-    as_of: date | str,
-    windows_days: Sequence[int] = DEFAULT_WINDOWS,
-    trend_days: int = 90,
-    categorical_attributes: Sequence[str] | None = None,
-    numeric_attributes: Sequence[str] = (),
-    attribute_source_priority: Sequence[str] = ("web", "app", "call_centre"),
+    spec: FeatureSpec = FeatureSpec(),
 ) -> DataFrame:
     """One feature row per customer_id at ``as_of`` (events before it); no snapshot column."""
-    return build_feature_snapshots(
-        transactions,
-        identity_map,
-        support=support,
-        usage=usage,
-        touches=touches,
-        attributes=attributes,
-        snapshot_dates=[as_date(as_of)],
-        windows_days=windows_days,
-        trend_days=trend_days,
-        categorical_attributes=categorical_attributes,
-        numeric_attributes=numeric_attributes,
-        attribute_source_priority=attribute_source_priority,
-    ).drop("snapshot_date")
+    events = EventTables(transactions, support, usage, touches)
+    return build_features(events, identity_map, [as_date(as_of)], spec, attributes)[0].drop("snapshot_date")

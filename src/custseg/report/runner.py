@@ -6,14 +6,13 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-import time
 from pathlib import Path
 
 from custseg import hadoopfs
-from custseg.pipeline import StageContext
 from custseg.report.data import gather
 from custseg.report.render import render_html
 from custseg.report.sections import build_sections, summary_text
+from custseg.stage import StageContext
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +24,11 @@ def report_dir(report_root: str, run_id: str) -> str:
 
 def run_report(ctx: StageContext) -> None:
     """Stage runner: gather, render, write and log the report of this run."""
-    t0 = time.perf_counter()
-    data = gather(ctx.tables, ctx.cfg, ctx.run.id)
-    t1 = time.perf_counter()
-    sections = build_sections(data)
-    html = render_html(ctx.run.id, ctx.cfg.storage.warehouse, sections)
-    t2 = time.perf_counter()
+    with ctx.timed("gather"):
+        data = gather(ctx.tables, ctx.cfg, ctx.run.id)
+    with ctx.timed("render"):
+        sections = build_sections(data)
+        html = render_html(ctx.run.id, ctx.cfg.storage.warehouse, sections)
     folder = report_dir(ctx.cfg.report.dir, ctx.run.id)
     path = os.path.join(folder, "report.html")
     summary = summary_text(data, path)
@@ -43,17 +41,8 @@ def run_report(ctx: StageContext) -> None:
             ctx.run.log_artifact(local, "report")
     ctx.run.log_metrics(
         {
-            "report.seconds_gather": t1 - t0,
-            "report.seconds_render": t2 - t1,
             "report.bytes": float(len(html)),
             "report.sections": float(len(sections)),
         }
     )
-    log.info(
-        "report: %d sections, %.0f KB, gathered in %.1f s, rendered in %.1f s: %s",
-        len(sections),
-        len(html) / 1024,
-        t1 - t0,
-        t2 - t1,
-        path,
-    )
+    log.info("report: %d sections, %.0f KB: %s", len(sections), len(html) / 1024, path)

@@ -10,18 +10,21 @@ are built once and kept on local disk for both outputs.
 from __future__ import annotations
 
 import logging
-import time
 from datetime import date, timedelta
-from typing import TYPE_CHECKING
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from custseg.features.core import event_mapping_report, month_end_snapshots, snapshot_features_and_totals
-
-if TYPE_CHECKING:
-    from custseg.pipeline import StageContext
+from custseg import catalog
+from custseg.features.build import (
+    EventTables,
+    FeatureSpec,
+    build_features,
+    event_mapping_report,
+    month_end_snapshots,
+)
+from custseg.stage import StageContext
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +43,10 @@ def default_as_of(transactions: DataFrame) -> date:
 def run_features(ctx: StageContext) -> None:
     """Stage runner: build the feature snapshots and the event mapping report."""
     cfg, tables, run = ctx.cfg.features, ctx.tables, ctx.run
-    for name in ("bronze.transactions", "silver.identity_map"):
-        if not tables.exists(name):
-            raise FileNotFoundError(f"features needs {name}; run the stage that writes it first")
-    transactions = tables.read("bronze.transactions")
-    optional = {
-        t: tables.read(f"bronze.{t}") if tables.exists(f"bronze.{t}") else None for t in OPTIONAL_EVENTS
-    }
-    identity_map = tables.read("silver.identity_map")
+    ctx.require_tables(catalog.TRANSACTIONS, catalog.IDENTITY_MAP)
+    transactions = tables.read(catalog.TRANSACTIONS)
+    optional = {t: ctx.read_optional(catalog.bronze(t)) for t in OPTIONAL_EVENTS}
+    identity_map = tables.read(catalog.IDENTITY_MAP)
     as_of = cfg.as_of or default_as_of(transactions)
     snapshots = month_end_snapshots(as_of, cfg.snapshot_months)
     log.info(
@@ -57,40 +56,28 @@ def run_features(ctx: StageContext) -> None:
         snapshots[0],
         cfg.windows_days,
     )
-    started = time.perf_counter()
-    attributes = (
-        tables.read("bronze.customer_attributes") if tables.exists("bronze.customer_attributes") else None
+    attributes = ctx.read_optional(catalog.CUSTOMER_ATTRIBUTES)
+    events = EventTables(
+        transactions, optional["support_contacts"], optional["product_usage"], optional["marketing_touches"]
     )
-    features, totals = snapshot_features_and_totals(
-        transactions,
-        identity_map,
-        support=optional["support_contacts"],
-        usage=optional["product_usage"],
-        touches=optional["marketing_touches"],
-        attributes=attributes,
-        snapshot_dates=snapshots,
-        windows_days=cfg.windows_days,
-        trend_days=cfg.trend_days,
-        categorical_attributes=cfg.categorical_attributes,
-        numeric_attributes=cfg.numeric_attributes,
-        attribute_source_priority=cfg.attribute_source_priority,
-        storage_level=StorageLevel.DISK_ONLY,
+    features, totals = build_features(
+        events, identity_map, snapshots, FeatureSpec.of(cfg), attributes, storage_level=StorageLevel.DISK_ONLY
     )
     try:
-        tables.write(features, "gold.customer_features", partition_by=["snapshot_date"])
-        build_seconds = time.perf_counter() - started
-        tables.write(event_mapping_report(totals).coalesce(1), "gold.feature_event_mapping")
+        with ctx.timed("build"):
+            tables.write(features, catalog.CUSTOMER_FEATURES, partition_by=["snapshot_date"])
+        tables.write(event_mapping_report(totals).coalesce(1), catalog.FEATURE_EVENT_MAPPING)
     finally:
         totals.unpersist()
-    report = tables.read("gold.feature_event_mapping").collect()  # one row per event table
+    report = tables.read(catalog.FEATURE_EVENT_MAPPING).collect()  # one row per event table
     per_snapshot = (
-        tables.read("gold.customer_features")
+        tables.read(catalog.CUSTOMER_FEATURES)
         .groupBy("snapshot_date")
         .count()
         .orderBy("snapshot_date")
         .collect()
     )
-    metrics: dict[str, float] = {"seconds.build": build_seconds, "snapshots": len(snapshots)}
+    metrics: dict[str, float] = {"snapshots": len(snapshots)}
     for row in report:
         for key in ("events", "mapped", "unmapped", "anonymous"):
             metrics[f"{row['table']}.{key}"] = row[key]
@@ -108,6 +95,4 @@ def run_features(ctx: StageContext) -> None:
             "features.snapshot_dates": ",".join(map(str, snapshots)),
         }
     )
-    log.info(
-        "features: %d customers at %s; built in %.1f s", metrics["customers_at_as_of"], as_of, build_seconds
-    )
+    log.info("features: %d customers at %s", metrics["customers_at_as_of"], as_of)

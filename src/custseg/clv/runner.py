@@ -16,27 +16,25 @@ from __future__ import annotations
 
 import logging
 import tempfile
-import time
 from datetime import date, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import altair as alt
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from custseg import catalog
 from custseg.clv.check import holdout_comparison, segment_value_check
 from custseg.clv.models import BGNBDFit, GammaGammaFit, fit_bgnbd, fit_gamma_gamma
 from custseg.clv.predict import expected_purchases_column, predict_clv
 from custseg.clv.summary import _unit_days, calibration_and_holdout, summarize_transactions
 from custseg.config import ClvConfig
-from custseg.features.core import mapped_orders
-from custseg.segment.job import latest_snapshot
-
-if TYPE_CHECKING:
-    from custseg.pipeline import StageContext
-    from custseg.tracking import StageRun
+from custseg.events import mapped_orders
+from custseg.snapshots import latest_snapshot, newest_snapshot_date
+from custseg.stage import StageContext
+from custseg.tracking import StageRun
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +132,7 @@ def run_segment_check(ctx: StageContext, clv: DataFrame) -> dict[str, float]:
         clv.join(value, "customer_id", "left"), segments, segment_col=cfg.segment_col, value_col=value_col
     )
     table["value_col"] = value_col
-    tables.write(ctx.spark.createDataFrame(table), "gold.clv_segment_check")
+    tables.write(ctx.spark.createDataFrame(table), catalog.CLV_SEGMENT_CHECK)
     run.log_dict(table.to_dict(orient="records"), "clv/segment_check.json")
     for row in table.itertuples():
         if not row.ranks_agree:
@@ -167,25 +165,19 @@ def segment_value(ctx: StageContext, segments: DataFrame) -> DataFrame:
     features = ctx.tables.read(sc.features_table)
     if sc.value_col not in features.columns:
         raise ValueError(f"clv: {sc.features_table} has no column {sc.value_col!r} (segment.value_col)")
-    wanted = None
-    if "snapshot_date" in segments.columns and "snapshot_date" in features.columns:
-        row = segments.agg(F.max("snapshot_date")).first()
-        wanted = row[0] if row else None
+    wanted = newest_snapshot_date(segments) if "snapshot_date" in features.columns else None
     return latest_snapshot(features, wanted).select("customer_id", sc.value_col)
 
 
 def run_clv(ctx: StageContext) -> None:
     """Stage runner: holdout check, full fit, predictions, segment cross-check."""
     cfg, tables, run = ctx.cfg.clv, ctx.tables, ctx.run
-    for name in ("bronze.transactions", "silver.identity_map"):
-        if not tables.exists(name):
-            raise FileNotFoundError(f"clv needs {name}; run the stage that writes it first")
-    orders = mapped_orders(tables.read("bronze.transactions"), tables.read("silver.identity_map")).select(
+    ctx.require_tables(catalog.TRANSACTIONS, catalog.IDENTITY_MAP)
+    orders = mapped_orders(tables.read(catalog.TRANSACTIONS), tables.read(catalog.IDENTITY_MAP)).select(
         "customer_id", "day", "amount"
     )
     observation_end = cfg.observation_end or _last_day(orders)
     log.info("clv: observation end %s, time unit %s", observation_end, cfg.time_unit)
-    started = time.perf_counter()
     metrics: dict[str, Any] = run_holdout(orders, cfg, observation_end, run)
     summary = summarize_transactions(
         orders, ts_col="day", observation_end=observation_end, time_unit=cfg.time_unit, include_total=True
@@ -208,18 +200,17 @@ def run_clv(ctx: StageContext) -> None:
             )
             .withColumn("observation_end", F.lit(observation_end))
         )
-        tables.write(clv, "gold.customer_clv")
+        tables.write(clv, catalog.CUSTOMER_CLV)
     finally:
         summary.unpersist()
     metrics.update(fit_metrics("", bgnbd, gamma_gamma))
-    written = tables.read("gold.customer_clv")
+    written = tables.read(catalog.CUSTOMER_CLV)
     totals = written.agg(F.count(F.lit(1)).alias("n"), F.sum("clv").alias("clv"), F.avg("prob_alive")).first()
     assert totals is not None
     metrics.update(
         {"customers": totals[0], "clv.total": totals[1] or 0.0, "prob_alive.mean": totals[2] or 0.0}
     )
     metrics.update(run_segment_check(ctx, written))
-    metrics["seconds"] = time.perf_counter() - started
     run.log_metrics({k: float(v) for k, v in metrics.items()})
     run.log_params({"clv.observation_end_resolved": observation_end.isoformat()})
     log.info(

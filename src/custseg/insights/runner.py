@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from datetime import date, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,7 +25,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from custseg.config import IDENTITY_FIELDS
+from custseg import catalog
+from custseg.contract import IDENTITY_FIELDS
 from custseg.insights.concentration import concentration_sums, concentration_tables, top_label
 from custseg.insights.misallocation import (
     cohort_table,
@@ -50,10 +50,8 @@ from custseg.insights.profiles import (
 from custseg.insights.ranks import with_ranks
 from custseg.insights.recommend import recommend
 from custseg.insights.scenarios import service_scenarios
-from custseg.segment.job import latest_snapshot
-
-if TYPE_CHECKING:
-    from custseg.pipeline import StageContext
+from custseg.snapshots import latest_snapshot, newest_snapshot_date
+from custseg.stage import StageContext
 
 log = logging.getLogger(__name__)
 
@@ -105,36 +103,22 @@ def _log_table(ctx: StageContext, name: str, pdf: pd.DataFrame) -> None:
 
 def _segments(ctx: StageContext) -> tuple[DataFrame, Any]:
     tables, sc = ctx.tables, ctx.cfg.segment
-    for name in ("gold.segment_assignments", sc.features_table):
-        if not tables.exists(name):
-            raise FileNotFoundError(f"insights needs {name}; run the features and segment stages first")
-    segments = tables.read("gold.segment_assignments")
-    snapshot = None
-    if "snapshot_date" in segments.columns:
-        row = segments.agg(F.max("snapshot_date")).first()
-        snapshot = row[0] if row else None
-    return segments, snapshot
-
-
-def _optional(ctx: StageContext, name: str) -> DataFrame | None:
-    if ctx.tables.exists(name):
-        return ctx.tables.read(name)
-    log.warning("insights: %s does not exist; the figures that need it are left out", name)
-    return None
+    ctx.require_tables(sc.features_table, catalog.SEGMENT_ASSIGNMENTS)
+    segments = tables.read(catalog.SEGMENT_ASSIGNMENTS)
+    return segments, newest_snapshot_date(segments)
 
 
 def run_insights(ctx: StageContext) -> None:
     """Stage runner (see the module docstring)."""
     cfg, tables, run = ctx.cfg.insights, ctx.tables, ctx.run
-    started = time.perf_counter()
-    seed, B, level = ctx.cfg.run.seed, cfg.replicates, cfg.level
+    seed, replicates, level = ctx.cfg.run.seed, cfg.replicates, cfg.level
     segments, snapshot = _segments(ctx)
     features = latest_snapshot(tables.read(ctx.cfg.segment.features_table), snapshot)
     as_of: date = snapshot or ctx.cfg.features.as_of or date.today()
     longest = max(ctx.cfg.features.windows_days)
-    identity_map = _optional(ctx, "silver.identity_map")
-    clv = _optional(ctx, "gold.customer_clv")
-    support = _optional(ctx, "bronze.support_contacts")
+    identity_map = ctx.read_optional(catalog.IDENTITY_MAP)
+    clv = ctx.read_optional(catalog.CUSTOMER_CLV)
+    support = ctx.read_optional(catalog.SUPPORT_CONTACTS)
     channels: list[str] = []
     by_channel = None
     if support is not None and identity_map is not None:
@@ -167,148 +151,145 @@ def run_insights(ctx: StageContext) -> None:
     metrics: dict[str, float] = {
         "customers": float(n_business),
         "outliers": float(n_outliers),
-        "replicates": B,
+        "replicates": replicates,
     }
     global_metrics: dict[str, tuple[float, float, float]] = {}
 
     # 1. profiles, traits, cost to serve, scenarios, match uncertainty, churn risk
-    step = time.perf_counter()
-    sums, mix = profile_sums(
-        customers,
-        attributes=cfg.profile_attributes,
-        max_values=cfg.max_values,
-        channels=channels,
-        alive_threshold=cfg.alive_threshold,
-        replicates=B,
-        seed=seed,
-    )
-    profiles = segment_profiles(sums, mix, level=level)
-    _log_table(ctx, "gold.segment_profiles", profiles)
-    _log_table(
-        ctx,
-        "gold.segment_traits",
-        segment_traits(
-            sums, mix, level=level, min_share=cfg.trait_min_share, per_segment=cfg.traits_per_segment
-        ),
-    )
-    _log_table(ctx, "gold.cost_to_serve", cost_to_serve(sums, channels, level=level))
-    _log_table(ctx, "gold.service_scenarios", service_scenarios(sums, profiles, cfg.scenarios, level=level))
-    _log_table(ctx, "gold.stitch_quality_by_segment", stitch_quality(sums, level=level))
-    business = customers.where(~F.col("is_outlier"))
-    churn = churn_risk(sums, customers, alive_threshold=cfg.alive_threshold, level=level)
-    _log_table(ctx, "gold.churn_risk", churn)
-    metrics["seconds.profiles"] = time.perf_counter() - step
-    log.info("insights: profiles in %.1f s", metrics["seconds.profiles"])
+    with ctx.timed("profiles"):
+        sums, mix = profile_sums(
+            customers,
+            attributes=cfg.profile_attributes,
+            max_values=cfg.max_values,
+            channels=channels,
+            alive_threshold=cfg.alive_threshold,
+            replicates=replicates,
+            seed=seed,
+        )
+        profiles = segment_profiles(sums, mix, level=level)
+        _log_table(ctx, catalog.SEGMENT_PROFILES, profiles)
+        _log_table(
+            ctx,
+            catalog.SEGMENT_TRAITS,
+            segment_traits(
+                sums, mix, level=level, min_share=cfg.trait_min_share, per_segment=cfg.traits_per_segment
+            ),
+        )
+        _log_table(ctx, catalog.COST_TO_SERVE, cost_to_serve(sums, channels, level=level))
+        _log_table(
+            ctx, catalog.SERVICE_SCENARIOS, service_scenarios(sums, profiles, cfg.scenarios, level=level)
+        )
+        _log_table(ctx, catalog.STITCH_QUALITY_BY_SEGMENT, stitch_quality(sums, level=level))
+        business = customers.where(~F.col("is_outlier"))
+        churn = churn_risk(sums, customers, alive_threshold=cfg.alive_threshold, level=level)
+        _log_table(ctx, catalog.CHURN_RISK, churn)
 
     # 2. concentration
-    step = time.perf_counter()
-    measures = {"revenue": "revenue", "profit": "profit", "clv": "clv"}
-    conc_sums = concentration_sums(
-        business.select("customer_id", *measures.values()),
-        list(measures.values()),
-        replicates=B,
-        seed=seed,
-        bins=cfg.curve_bins,
-    )
-    concentration, curves = concentration_tables(
-        conc_sums, tops=sorted(set(cfg.top_shares) | {cfg.headline_top}), whale_measure="profit", level=level
-    )
-    _log_table(ctx, "gold.value_concentration", concentration)
-    _log_table(ctx, "gold.value_curves", curves)
-    for _, r in concentration.iterrows():
-        global_metrics[f"{r['measure']}_{r['metric']}"] = (r["value"], r["value_lo"], r["value_hi"])
-    metrics["seconds.concentration"] = time.perf_counter() - step
-    log.info("insights: concentration in %.1f s", metrics["seconds.concentration"])
+    with ctx.timed("concentration"):
+        measures = {"revenue": "revenue", "profit": "profit", "clv": "clv"}
+        conc_sums = concentration_sums(
+            business.select("customer_id", *measures.values()),
+            list(measures.values()),
+            replicates=replicates,
+            seed=seed,
+            bins=cfg.curve_bins,
+        )
+        concentration, curves = concentration_tables(
+            conc_sums,
+            tops=sorted(set(cfg.top_shares) | {cfg.headline_top}),
+            whale_measure="profit",
+            level=level,
+        )
+        _log_table(ctx, catalog.VALUE_CONCENTRATION, concentration)
+        _log_table(ctx, catalog.VALUE_CURVES, curves)
+        for _, r in concentration.iterrows():
+            global_metrics[f"{r['measure']}_{r['metric']}"] = (r["value"], r["value_lo"], r["value_hi"])
 
     # 3. misallocation
-    step = time.perf_counter()
-    pairs = correlation_pairs(
-        investment=cfg.investment_col,
-        onboarding=cfg.onboarding_col,
-        adoption=cfg.adoption_col,
-        time_to_value=cfg.time_to_value_col,
-    )
-    present_pairs = {
-        k: v
-        for k, v in pairs.items()
-        if all(c in customers.columns or c in ("roi", "composite_score") for c in v)
-    }
-    for name in set(pairs) - set(present_pairs):
-        log.warning("insights: correlation %s left out: its columns are not in the features", name)
-    scored = score_customers(
-        business,
-        investment=cfg.investment_col,
-        weights=cfg.performance_weights,
-        top=cfg.investment_top,
-        bottom=cfg.performance_bottom,
-        extra_ranked=[
-            c for c in (cfg.onboarding_col, cfg.adoption_col, cfg.time_to_value_col) if c in customers.columns
-        ],
-        acquisition_cost=cfg.acquisition_cost_col,
-    ).localCheckpoint(eager=True)
-    cohort = cohort_table(scored, investment=cfg.investment_col, weights=cfg.performance_weights)
-    tables.write(cohort, "gold.misallocation_cohort")
-    summary = misallocation_summary(
-        scored,
-        groups=cfg.root_cause_groups,
-        lifecycle=cfg.lifecycle_col,
-        decision_level=cfg.decision_level_col,
-        pairs=present_pairs,
-        min_group_size=cfg.min_group_size,
-        replicates=B,
-        seed=seed,
-        level=level,
-    )
-    _log_table(ctx, "gold.misallocation_summary", summary)
-    for _, r in summary[summary["section"].isin(["correlation", "overview"])].iterrows():
-        global_metrics[str(r["metric"])] = (r["value"], r["value_lo"], r["value_hi"])
-    metrics["seconds.misallocation"] = time.perf_counter() - step
-    log.info("insights: misallocation in %.1f s", metrics["seconds.misallocation"])
-
-    # 4. churn drivers: rank correlations with the probability of being alive
-    step = time.perf_counter()
-    drivers = [c for c in cfg.churn_features if c in customers.columns]
-    alive = business.where(F.col("prob_alive").isNotNull())
-    if drivers and clv is not None:
-        ranked = alive.select("customer_id", "prob_alive", *drivers).join(
-            with_ranks(alive.select("customer_id", "prob_alive", *drivers), ["prob_alive", *drivers]),
-            "customer_id",
-            how="inner",
+    with ctx.timed("misallocation"):
+        pairs = correlation_pairs(
+            investment=cfg.investment_col,
+            onboarding=cfg.onboarding_col,
+            adoption=cfg.adoption_col,
+            time_to_value=cfg.time_to_value_col,
         )
-        driver_table = correlations(
-            ranked,
-            {f"{d}_vs_alive": (d, "prob_alive") for d in drivers},
-            replicates=B,
+        present_pairs = {
+            k: v
+            for k, v in pairs.items()
+            if all(c in customers.columns or c in ("roi", "composite_score") for c in v)
+        }
+        for name in set(pairs) - set(present_pairs):
+            log.warning("insights: correlation %s left out: its columns are not in the features", name)
+        scored = score_customers(
+            business,
+            investment=cfg.investment_col,
+            weights=cfg.performance_weights,
+            top=cfg.investment_top,
+            bottom=cfg.performance_bottom,
+            extra_ranked=[
+                c
+                for c in (cfg.onboarding_col, cfg.adoption_col, cfg.time_to_value_col)
+                if c in customers.columns
+            ],
+            acquisition_cost=cfg.acquisition_cost_col,
+        ).localCheckpoint(eager=True)
+        cohort = cohort_table(scored, investment=cfg.investment_col, weights=cfg.performance_weights)
+        tables.write(cohort, catalog.MISALLOCATION_COHORT)
+        summary = misallocation_summary(
+            scored,
+            groups=cfg.root_cause_groups,
+            lifecycle=cfg.lifecycle_col,
+            decision_level=cfg.decision_level_col,
+            pairs=present_pairs,
+            min_group_size=cfg.min_group_size,
+            replicates=replicates,
             seed=seed,
             level=level,
         )
-        driver_table = driver_table[driver_table["subgroup"] == "spearman"].assign(
-            feature=lambda f: f["group"].str.removesuffix("_vs_alive")
-        )
-        driver_table = driver_table.assign(strength=driver_table["value"].abs()).sort_values(
-            "strength", ascending=False
-        )
-        out = driver_table[["feature", "value", "value_lo", "value_hi", "customers"]].rename(
-            columns={"value": "spearman", "value_lo": "spearman_lo", "value_hi": "spearman_hi"}
-        )
-        out.insert(0, "rank", np.arange(1, len(out) + 1))
-        _log_table(ctx, "gold.churn_drivers", out.reset_index(drop=True))
-    metrics["seconds.churn_drivers"] = time.perf_counter() - step
-    log.info("insights: churn drivers in %.1f s", metrics["seconds.churn_drivers"])
+        _log_table(ctx, catalog.MISALLOCATION_SUMMARY, summary)
+        for _, r in summary[summary["section"].isin(["correlation", "overview"])].iterrows():
+            global_metrics[str(r["metric"])] = (r["value"], r["value_lo"], r["value_hi"])
+
+    # 4. churn drivers: rank correlations with the probability of being alive
+    with ctx.timed("churn_drivers"):
+        drivers = [c for c in cfg.churn_features if c in customers.columns]
+        alive = business.where(F.col("prob_alive").isNotNull())
+        if drivers and clv is not None:
+            ranked = alive.select("customer_id", "prob_alive", *drivers).join(
+                with_ranks(alive.select("customer_id", "prob_alive", *drivers), ["prob_alive", *drivers]),
+                "customer_id",
+                how="inner",
+            )
+            driver_table = correlations(
+                ranked,
+                {f"{d}_vs_alive": (d, "prob_alive") for d in drivers},
+                replicates=replicates,
+                seed=seed,
+                level=level,
+            )
+            driver_table = driver_table[driver_table["subgroup"] == "spearman"].assign(
+                feature=lambda f: f["group"].str.removesuffix("_vs_alive")
+            )
+            driver_table = driver_table.assign(strength=driver_table["value"].abs()).sort_values(
+                "strength", ascending=False
+            )
+            out = driver_table[["feature", "value", "value_lo", "value_hi", "customers"]].rename(
+                columns={"value": "spearman", "value_lo": "spearman_lo", "value_hi": "spearman_hi"}
+            )
+            out.insert(0, "rank", np.arange(1, len(out) + 1))
+            _log_table(ctx, catalog.CHURN_DRIVERS, out.reset_index(drop=True))
 
     # 5. migration, channels, KPIs
-    step = time.perf_counter()
-    _migration(ctx)
-    _channels(ctx, customers, identity_map, clv, as_of)
-    _kpis(ctx, business, customers, identity_map, as_of)
-    metrics["seconds.migration_channels_kpis"] = time.perf_counter() - step
-    log.info("insights: migration channels kpis in %.1f s", metrics["seconds.migration_channels_kpis"])
+    with ctx.timed("migration_channels_kpis"):
+        _migration(ctx)
+        _channels(ctx, customers, identity_map, clv, as_of)
+        _kpis(ctx, business, customers, identity_map, as_of)
 
     # 6. recommendations and headlines
     recommendations = recommend(profiles, global_metrics, cfg.recommendations)
-    _log_table(ctx, "gold.recommendations", recommendations)
+    _log_table(ctx, catalog.RECOMMENDATIONS, recommendations)
     headlines = headline_sentences(profiles, concentration, cfg.headline_top, ctx.cfg.run.currency)
-    _log_table(ctx, "gold.insight_headlines", headlines)
+    _log_table(ctx, catalog.INSIGHT_HEADLINES, headlines)
     for text in headlines["text"]:
         log.info("insights: %s", text)
     for name, (value, lo, hi) in global_metrics.items():
@@ -318,9 +299,7 @@ def run_insights(ctx: StageContext) -> None:
                 metrics[f"{name}_lo"], metrics[f"{name}_hi"] = float(lo), float(hi)
     metrics["cohort_customers"] = float(global_metrics.get("cohort_customers", (np.nan,) * 3)[0])
     metrics["recommendations"] = float(len(recommendations))
-    metrics["seconds"] = time.perf_counter() - started
     run.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
-    log.info("insights: done in %.1f s", metrics["seconds"])
 
 
 def _headline(name: str, text: str, row: pd.Series, col: str = "value") -> dict[str, Any]:
@@ -381,13 +360,13 @@ def headline_sentences(
 def _migration(ctx: StageContext) -> None:
     from custseg.insights.migration import segment_flows, segment_transitions
 
-    snapshots = _optional(ctx, ctx.cfg.segment.score_output)
+    snapshots = ctx.read_optional(ctx.cfg.segment.score_output)
     if snapshots is None:
         return
     snapshots = snapshots.select("customer_id", "snapshot_date", "segment_name").localCheckpoint(eager=True)
     transitions = pd.DataFrame(segment_transitions(snapshots).toPandas())
-    _log_table(ctx, "gold.segment_migration", transitions)
-    _log_table(ctx, "gold.segment_flows", pd.DataFrame(segment_flows(snapshots).toPandas()))
+    _log_table(ctx, catalog.SEGMENT_MIGRATION, transitions)
+    _log_table(ctx, catalog.SEGMENT_FLOWS, pd.DataFrame(segment_flows(snapshots).toPandas()))
 
 
 def _channels(
@@ -399,7 +378,7 @@ def _channels(
 ) -> None:
     from custseg.insights.channels import channel_economics
 
-    touches = _optional(ctx, "bronze.marketing_touches")
+    touches = ctx.read_optional(catalog.MARKETING_TOUCHES)
     if touches is None or identity_map is None:
         return
     cfg = ctx.cfg.insights
@@ -418,7 +397,7 @@ def _channels(
     table = pd.DataFrame(
         channel_economics(touches, identity_map=identity_map, customers=people, end=as_of).toPandas()
     )
-    _log_table(ctx, "gold.channel_economics", table)
+    _log_table(ctx, catalog.CHANNEL_ECONOMICS, table)
 
 
 def _kpis(
@@ -431,7 +410,7 @@ def _kpis(
     from custseg.insights.kpis import kpi_trends, kruskal_wallis, monthly_kpis
 
     cfg = ctx.cfg.insights
-    transactions = _optional(ctx, "bronze.transactions")
+    transactions = ctx.read_optional(catalog.TRANSACTIONS)
     if transactions is not None and identity_map is not None:
         excluded = customers.where(F.col("is_outlier")).select("customer_id")
         first_seen = business.select("customer_id", F.col("first_event_date").alias("first_date"))
@@ -439,23 +418,23 @@ def _kpis(
             monthly_kpis(
                 transactions,
                 identity_map=identity_map,
-                support=_optional(ctx, "bronze.support_contacts"),
-                touches=_optional(ctx, "bronze.marketing_touches"),
-                usage=_optional(ctx, "bronze.product_usage"),
+                support=ctx.read_optional(catalog.SUPPORT_CONTACTS),
+                touches=ctx.read_optional(catalog.MARKETING_TOUCHES),
+                usage=ctx.read_optional(catalog.PRODUCT_USAGE),
                 excluded=excluded,
                 first_seen=first_seen,
                 end=as_of,
             ).toPandas()
         )
-        _log_table(ctx, "gold.kpi_monthly", monthly)
+        _log_table(ctx, catalog.KPI_MONTHLY, monthly)
         kpis = [c for c in KPI_COLUMNS if c in monthly.columns]
         complete = monthly[monthly["complete"]] if "complete" in monthly.columns else monthly
         trends, forecast, anomalies = kpi_trends(
             complete, kpis, horizon=cfg.forecast_months, alpha=1 - cfg.level, z_threshold=cfg.kpi_z_threshold
         )
-        _log_table(ctx, "gold.kpi_trends", trends)
-        _log_table(ctx, "gold.kpi_forecast", forecast)
-        _log_table(ctx, "gold.kpi_anomalies", anomalies)
+        _log_table(ctx, catalog.KPI_TRENDS, trends)
+        _log_table(ctx, catalog.KPI_FORECAST, forecast)
+        _log_table(ctx, catalog.KPI_ANOMALIES, anomalies)
     tests = []
     groups = [g for g in ("industry", "company_size") if g in business.columns]
     for group in groups:
@@ -473,7 +452,7 @@ def _kpis(
         frame = frame.rename(columns={group: "group"})
         tests.append(frame.assign(test="kruskal_wallis", measure="clv", grouping=group))
     if tests:
-        _log_table(ctx, "gold.kpi_tests", pd.concat(tests, ignore_index=True))
+        _log_table(ctx, catalog.KPI_TESTS, pd.concat(tests, ignore_index=True))
 
 
 KPI_COLUMNS = (

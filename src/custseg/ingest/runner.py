@@ -18,14 +18,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING
 
 from pyspark.sql import Column, DataFrame, Observation, SparkSession, Window
 from pyspark.sql import functions as F
 
-from custseg import hadoopfs
+from custseg import catalog, hadoopfs
 from custseg.config import Config, IngestConfig, SourceConfig
-from custseg.ingest.contract import CONTRACTS, TABLE_ORDER, TableContract
+from custseg.contract import CONTRACTS, TABLE_ORDER, TableContract
 from custseg.ingest.rules import (
     check_rows,
     clean_rows,
@@ -39,17 +38,14 @@ from custseg.ingest.rules import (
     set_aside,
 )
 from custseg.ingest.sources import SchemaDriftError, SourceFrame, read_source
-from custseg.privacy import SUPPRESSED, pseudonym_key, suppressed_records
-from custseg.tables import STAGE_RUNS, TableStore, utc_now
-
-if TYPE_CHECKING:
-    from custseg.pipeline import StageContext
+from custseg.privacy import pseudonym_key, suppressed_records
+from custseg.stage import StageContext
+from custseg.tables import TableStore, utc_now
 
 log = logging.getLogger(__name__)
 
-QUARANTINE = "bronze.quarantine"
-QUARANTINE_KEY = ["table", "source", "reason", "raw_hash", "occurrence"]
-INGEST_FILES = "bronze.ingest_files"
+QUARANTINE_KEY = list(catalog.table(catalog.QUARANTINE).key)
+INGEST_FILES = catalog.INGEST_FILES
 
 
 class ReconciliationError(RuntimeError):
@@ -228,8 +224,8 @@ def staging_path(tables: TableStore, table: str) -> str:
 
 
 # Sources read again for each pass over the table rather than staged: columnar files,
-# immutable within a delivery and cheap to decode (product usage at the reference preset:
-# parsing and checking 36.7M rows from Parquet takes 7 s; staging them costs 34 s).
+# immutable within a delivery and cheap to decode: reading product usage again costs a
+# fifth of staging it (docs/architecture.md, "Measured choices").
 # Text sources are parsed once and staged; JDBC and Delta sources are staged so that every
 # pass sees the same rows.
 REREAD_FORMATS = {"parquet"}
@@ -389,7 +385,7 @@ def ingest_table(
             # (counted, not written again) or a conflicting version (quarantined).
             # at the newest version, the one the MERGE below inserts into (a killed
             # attempt of this run may have loaded rows not published yet)
-            existing = tables.read(name, version=tables.latest_version(name)).select(
+            existing = tables.read_newest(name).select(
                 *contract.key, row_hash(contract.names).alias("_existing_hash")
             )
             matched = out.join(existing, list(contract.key), "left")
@@ -427,19 +423,19 @@ def ingest_table(
             .withColumn("run_id", F.lit(tables.run_id))
             .persist()
         )
-        q_before = _version(tables, QUARANTINE)
+        q_before = _version(tables, catalog.QUARANTINE)
         with _step(name, "wrote the quarantined rows"):
             report.quarantined = quarantine.count()
-            tables.merge(quarantine, QUARANTINE, keys=QUARANTINE_KEY, when_matched="ignore")
-        report.quarantined_new = _last_commit_rows(tables, QUARANTINE, q_before)
+            tables.merge(quarantine, catalog.QUARANTINE, keys=QUARANTINE_KEY, when_matched="ignore")
+        report.quarantined_new = _last_commit_rows(tables, catalog.QUARANTINE, q_before)
         with _step(name, "reconciled the quarantine"):
             # Every rejected row must now be in the quarantine table (new or from a rerun).
-            stored = tables.read(QUARANTINE).join(
+            stored = tables.read(catalog.QUARANTINE).join(
                 quarantine.select(*QUARANTINE_KEY), QUARANTINE_KEY, "left_semi"
             )
             if stored.count() != report.quarantined:
                 raise ReconciliationError(
-                    f"{name}: {report.quarantined} rows rejected but not all are in {QUARANTINE}"
+                    f"{name}: {report.quarantined} rows rejected but not all are in {catalog.QUARANTINE}"
                 )
     finally:
         for frame in (dup_keys, aside, orphans, quarantine):
@@ -536,11 +532,9 @@ class Suppression:
     @classmethod
     def load(cls, tables: TableStore, cfg: Config) -> Suppression | None:
         """None when nobody was erased (no cost for the usual run)."""
-        if not tables.exists(SUPPRESSED):
+        if not tables.exists(catalog.SUPPRESSED_SOURCES):
             return None
-        found = tables.read(SUPPRESSED, version=tables.latest_version(SUPPRESSED)).select(
-            "source_key", "bucket"
-        )
+        found = tables.read_newest(catalog.SUPPRESSED_SOURCES).select("source_key", "bucket")
         if found.isEmpty():
             return None
         return cls(found.persist(), pseudonym_key(cfg.privacy))
@@ -561,15 +555,13 @@ def expire_quarantine(tables: TableStore, max_age_days: int | None) -> None:
     ``max_age_days`` ago. A run's age: when its ingest started (``meta.stage_runs``, kept
     for good), else its first commit to the table (Delta history, which log retention
     trims: a run older than that and never published stays)."""
-    if max_age_days is None or not tables.exists(QUARANTINE):
+    if max_age_days is None or not tables.exists(catalog.QUARANTINE):
         return
     cutoff = utc_now() - timedelta(days=max_age_days)
-    started = tables.history(QUARANTINE).where(F.col("userMetadata").isNotNull())
+    started = tables.history(catalog.QUARANTINE).where(F.col("userMetadata").isNotNull())
     started = started.select(F.col("userMetadata").alias("run_id"), F.col("timestamp").alias("at"))
-    if tables.exists(STAGE_RUNS):
-        ingests = tables.read(STAGE_RUNS, version=tables.latest_version(STAGE_RUNS)).where(
-            F.col("stage") == "ingest"
-        )
+    if tables.exists(catalog.STAGE_RUNS):
+        ingests = tables.read_newest(catalog.STAGE_RUNS).where(F.col("stage") == "ingest")
         started = started.unionByName(ingests.select("run_id", F.col("started_at").alias("at")))
     runs = (
         started.groupBy("run_id")
@@ -580,7 +572,7 @@ def expire_quarantine(tables: TableStore, max_age_days: int | None) -> None:
     )
     if runs.isEmpty():
         return
-    deleted = tables.delete_matching(QUARANTINE, runs, F.col("t.run_id") == F.col("s.run_id"))
+    deleted = tables.delete_matching(catalog.QUARANTINE, runs, F.col("t.run_id") == F.col("s.run_id"))
     log.info(
         "deleted %d quarantine rows older than %d days (ingest.quarantine_max_age_days)",
         deleted,
@@ -592,10 +584,10 @@ def identity_key_set(tables: TableStore) -> DataFrame | None:
     """The distinct ``(source_system, source_id)`` of the loaded identity records, persisted
     on the executors once for every event table's orphan check (read and made distinct
     once, not four times); None before any is loaded."""
-    if not tables.exists("bronze.identity_records"):
+    if not tables.exists(catalog.IDENTITY_RECORDS):
         return None
     pair = ["source_system", "source_id"]
-    return tables.read("bronze.identity_records").select(*pair).distinct().persist()
+    return tables.read(catalog.IDENTITY_RECORDS).select(*pair).distinct().persist()
 
 
 def run_ingest(ctx: StageContext) -> None:

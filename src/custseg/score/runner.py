@@ -10,16 +10,13 @@ snapshots scored by one model give segment migration. Writes ``segment.score_out
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from pyspark.sql import functions as F
 
 from custseg.config import redact_text
-from custseg.segment.naming import OUTLIER
+from custseg.contract import OUTLIER
+from custseg.stage import StageContext
 from custseg.tracking import load_registered_spark_model
-
-if TYPE_CHECKING:
-    from custseg.pipeline import StageContext
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +24,7 @@ log = logging.getLogger(__name__)
 def run_score(ctx: StageContext) -> None:
     """Stage runner (see the module docstring)."""
     cfg, tables, run = ctx.cfg.segment, ctx.tables, ctx.run
-    if not tables.exists(cfg.features_table):
-        raise FileNotFoundError(f"score needs {cfg.features_table}; run the features stage first")
+    ctx.require_tables(cfg.features_table)
     try:
         model, version = load_registered_spark_model(ctx.cfg, cfg.model_name, cfg.alias)
     except Exception as exc:

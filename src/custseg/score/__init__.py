@@ -1,0 +1,1 @@
+"""Stage ``score``: the registered segmentation applied to every feature snapshot."""
