@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from pyspark.sql import functions as F  # noqa: E402
 
-from custseg.config import load_config  # noqa: E402
+from custseg.config import load_config, paths_under  # noqa: E402
 from custseg.pipeline import run_pipeline  # noqa: E402
 from custseg.runs import table_names  # noqa: E402
 from custseg.session import build_session  # noqa: E402
@@ -62,13 +62,7 @@ def run(args: argparse.Namespace) -> None:
         shutil.rmtree(tmp)
     conf = ROOT / "conf" / "test.yaml"
     overrides = [
-        f"storage.warehouse={tmp / 'warehouse'}",
-        f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}",
-        f"tracking.artifact_location={tmp / 'mlartifacts'}",
-        f"generate.output_dir={tmp / 'generated'}",
-        f"spark.checkpoint_dir={tmp / 'checkpoints'}",
-        f"report.dir={tmp / 'reports'}",
-        f"privacy.key_file={tmp / 'pseudonym.key'}",
+        *paths_under(tmp),
         f"generate.preset={args.preset}",
         "ingest.as_of=2026-11-01",  # the default is today
     ]

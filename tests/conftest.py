@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +14,8 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from custseg.config import Config, load_config
-from custseg.generate import generate_world, write_world
+from custseg.config import Config, load_config, paths_under
+from custseg.generate import GeneratedWorld, generate_world, write_world
 from custseg.session import build_session
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,15 +28,7 @@ os.environ["CUSTSEG_PSEUDONYM_KEY"] = TEST_PSEUDONYM_KEY
 
 def temp_overrides(tmp: Path) -> list[str]:
     """Overrides that keep every path of a test under ``tmp``."""
-    return [
-        f"storage.warehouse={tmp / 'warehouse'}",
-        f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}",
-        f"tracking.artifact_location={tmp / 'mlartifacts'}",
-        f"generate.output_dir={tmp / 'generated'}",
-        f"spark.checkpoint_dir={tmp / 'checkpoints'}",
-        f"report.dir={tmp / 'reports'}",
-        f"privacy.key_file={tmp / 'pseudonym.key'}",
-    ]
+    return paths_under(tmp)
 
 
 @pytest.fixture(scope="session")
@@ -64,7 +56,22 @@ class Tiny:
 
 
 @pytest.fixture(scope="session")
-def tiny(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Tiny:
+def tiny_world(spark: SparkSession) -> GeneratedWorld:
+    """The tiny preset's world (the test config and its seed), drawn once for the suite:
+    every frame checkpointed (the same rows, partitions and schema as drawn), so the stage
+    tests and the written files share one draw instead of drawing it again each."""
+    cfg = load_config(TEST_CONF)
+    drawn = generate_world(spark, cfg.generate, seed=cfg.run.seed)
+    frames = {
+        f.name: getattr(drawn, f.name).checkpoint()
+        for f in fields(drawn)
+        if isinstance(getattr(drawn, f.name), DataFrame)
+    }
+    return replace(drawn, **frames)
+
+
+@pytest.fixture(scope="session")
+def tiny(spark: SparkSession, tiny_world: GeneratedWorld, tmp_path_factory: pytest.TempPathFactory) -> Tiny:
     tmp = tmp_path_factory.mktemp("tiny")
     cfg = load_config(
         TEST_CONF,
@@ -75,7 +82,10 @@ def tiny(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Tiny:
             "ingest.as_of=2026-11-01",
         ],
     )
-    world = generate_world(spark, cfg.generate, seed=cfg.run.seed)
+    # the same draw; its parameters say this world's bad input settings
+    world = replace(
+        tiny_world, parameters={**tiny_world.parameters, "bad_input": cfg.generate.bad_input.model_dump()}
+    )
     counts = write_world(spark, world, cfg.generate, seed=cfg.run.seed)
     people = world.people.select(
         "person_id", "segment", "first_name", "nickname", "last_name", "email", "is_household"

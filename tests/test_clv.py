@@ -24,7 +24,7 @@ from custseg.clv import (
 )
 from custseg.clv.models import _LocalSpendSums, _SparkSpendSums, bgnbd_hessian, bgnbd_loglik_terms
 from custseg.config import load_config
-from custseg.generate import generate_world
+from custseg.generate import GeneratedWorld
 from custseg.pipeline import run_stage
 from custseg.tables import TableStore
 
@@ -240,14 +240,16 @@ def test_bad_inputs_are_named(spark: SparkSession, drawn: tuple[pd.DataFrame, Da
         predict_clv(sdf, bg, heavy_tailed, horizon=12, discount_rate=0.01)
 
 
-def test_stage_writes_clv_holdout_and_segment_check(spark: SparkSession, tmp_path: Path) -> None:
+def test_stage_writes_clv_holdout_and_segment_check(
+    spark: SparkSession, tiny_world: GeneratedWorld, tmp_path: Path
+) -> None:
     """The stage on the tiny preset: its fit against lifetimes on the same orders, the
     written CLV against lifetimes' CLV at the stage's parameters, and the segment check
     (hand-made assignments: the generator's latent segments) against pandas."""
     cfg = load_config(
         TEST_CONF, overrides=[*temp_overrides(tmp_path), "clv.holdout_days=120", "clv.segment_col=segment"]
     )
-    world = generate_world(spark, cfg.generate, seed=cfg.run.seed)
+    world = tiny_world
     transactions = world.transactions.checkpoint()
     imap = world.identity_records.select(
         "source_system", "source_id", F.col("person_id").cast("string").alias("customer_id")

@@ -28,7 +28,7 @@ from custseg.features import (
     month_end_snapshots,
 )
 from custseg.features.build import SnapshotPlan
-from custseg.generate import generate_world
+from custseg.generate import GeneratedWorld
 from custseg.pipeline import run_stage
 from custseg.tables import TableStore
 
@@ -343,11 +343,9 @@ class TinyEvents:
 
 
 @pytest.fixture(scope="module")
-def tiny_events(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> TinyEvents:
-    tmp = tmp_path_factory.mktemp("features_tiny")
-    cfg = load_config(TEST_CONF, overrides=temp_overrides(tmp))
-    world = generate_world(spark, cfg.generate, seed=cfg.run.seed)
-    tables = {k: v.checkpoint() for k, v in world.customer_tables().items()}
+def tiny_events(spark: SparkSession, tiny_world: GeneratedWorld) -> TinyEvents:
+    world = tiny_world
+    tables = world.customer_tables()  # checkpointed once for the suite
     # The truth as identity map, with ~3 % of records left out so some events are unmapped.
     imap = (
         world.identity_records.select(

@@ -26,7 +26,7 @@ from scipy import stats
 from custseg.config import Config, load_config
 from custseg.contract import OUTLIER
 from custseg.features import FeatureSpec, build_feature_snapshots
-from custseg.generate import generate_world
+from custseg.generate import GeneratedWorld
 from custseg.generate.spec import OVERRATED_INDUSTRIES
 from custseg.insights.bootstrap import customer_hash, poisson_weights
 from custseg.pipeline import run_pipeline, run_stage
@@ -57,7 +57,7 @@ def _read(store: TableStore, name: str) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def world(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> World:
+def world(spark: SparkSession, tiny_world: GeneratedWorld, tmp_path_factory: pytest.TempPathFactory) -> World:
     tmp = tmp_path_factory.mktemp("insights")
     cfg = load_config(
         TEST_CONF,
@@ -68,7 +68,7 @@ def world(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Worl
             "clv.holdout_days=120",
         ],
     )
-    gen = generate_world(spark, cfg.generate, seed=cfg.run.seed)
+    gen = tiny_world
     events = gen.customer_tables()
     store = TableStore(spark, cfg.storage.warehouse, run_id="seed")
     for name, frame in events.items():

@@ -22,7 +22,7 @@ from sklearn.metrics import adjusted_rand_score, silhouette_score
 from custseg.config import load_config
 from custseg.contract import OUTLIER
 from custseg.features import FeatureSpec, build_feature_snapshots
-from custseg.generate import generate_world
+from custseg.generate import GeneratedWorld
 from custseg.pipeline import run_stage
 from custseg.segment import KPrototypes, KPrototypesModel, LogStandardScaler
 from custseg.segment.blocks import MAX_CATEGORY_VALUES, ColumnBlocks
@@ -423,7 +423,9 @@ def test_value_tiers_follow_the_value_figure(m: int) -> None:
     assert len(set(names.values())) == m
 
 
-def test_segment_stage_and_scoring_on_the_tiny_preset(spark: SparkSession, tmp_path: Path) -> None:
+def test_segment_stage_and_scoring_on_the_tiny_preset(
+    spark: SparkSession, tiny_world: GeneratedWorld, tmp_path: Path
+) -> None:
     """The stage on features built from the tiny preset (true identity map): bots found as
     outliers, every table written, the chosen pipeline registered as champion; scoring
     loads it by alias and gives every snapshot the stage's assignment."""
@@ -438,7 +440,7 @@ def test_segment_stage_and_scoring_on_the_tiny_preset(spark: SparkSession, tmp_p
             "segment.comparator_rows=1000",
         ],
     )
-    world = generate_world(spark, cfg.generate, seed=cfg.run.seed)
+    world = tiny_world
     events = world.customer_tables()
     imap = world.identity_records.select(
         "source_system", "source_id", F.col("person_id").cast("string").alias("customer_id")

@@ -14,7 +14,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from custseg.config import Config, load_config
-from custseg.generate import generate_world
+from custseg.generate import GeneratedWorld
 from custseg.pipeline import run_stage
 from custseg.stitch import StitchResult, stitch_identities
 from custseg.stitch.deterministic import compared_fields, with_conflict
@@ -219,7 +219,9 @@ def _case_frame(spark: SparkSession) -> tuple[DataFrame, pd.DataFrame]:
 
 
 @pytest.fixture(scope="module")
-def stitched(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Stitched:
+def stitched(
+    spark: SparkSession, tiny_world: GeneratedWorld, tmp_path_factory: pytest.TempPathFactory
+) -> Stitched:
     tmp = tmp_path_factory.mktemp("stitch")
     # Scored on Spark (the path of real volumes), not in the driver as inputs this small would be.
     cfg = load_config(
@@ -230,7 +232,7 @@ def stitched(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> S
             "stitch.driver_scoring_max_records=0",
         ],
     )
-    world = generate_world(spark, cfg.generate, seed=cfg.run.seed)
+    world = tiny_world
     generated = world.identity_records.cache()
     cases, case_truth = _case_frame(spark)
     truth = pd.concat(

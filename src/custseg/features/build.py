@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import date, timedelta
+from typing import Any
 
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Window
@@ -728,16 +729,12 @@ def build_feature_snapshots(
 
 
 def build_customer_features(
-    transactions: DataFrame,
-    identity_map: DataFrame,
-    *,
-    as_of: date | str,
-    support: DataFrame | None = None,
-    usage: DataFrame | None = None,
-    touches: DataFrame | None = None,
-    attributes: DataFrame | None = None,
-    spec: FeatureSpec = FeatureSpec(),
+    transactions: DataFrame, identity_map: DataFrame, *, as_of: date | str, **tables_and_spec: Any
 ) -> DataFrame:
-    """One feature row per customer_id at ``as_of`` (events before it); no snapshot column."""
-    events = EventTables(transactions, support, usage, touches)
-    return build_features(events, identity_map, [as_date(as_of)], spec, attributes)[0].drop("snapshot_date")
+    """One feature row per customer_id at ``as_of`` (events before it); no snapshot column.
+    Other arguments as ``build_feature_snapshots``."""
+    snapshot_dates = [as_date(as_of)]
+    features = build_feature_snapshots(
+        transactions, identity_map, snapshot_dates=snapshot_dates, **tables_and_spec
+    )
+    return features.drop("snapshot_date")
