@@ -80,7 +80,7 @@ def test_transactions_after_observation_end_are_ignored(tx_df: DataFrame, transa
     assert (ours["T"] >= ours["recency"]).all()
     with pytest.raises(ValueError, match="time_unit"):
         summarize_transactions(tx_df, observation_end=end, time_unit="M")
-    with pytest.raises(ValueError, match="lack column"):
+    with pytest.raises(ValueError, match="missing column"):
         summarize_transactions(tx_df.drop("amount"), observation_end=end)
 
 

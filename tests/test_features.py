@@ -118,8 +118,9 @@ def hand_tables(h: Hand) -> dict[str, object]:
         "usage": h.usage,
         "touches": h.touches,
         "attributes": h.attributes,
-        "categorical_attributes": ["plan", "region"],
-        "numeric_attributes": ["acquisition_cost"],
+        "spec": FeatureSpec(
+            categorical_attributes=("plan", "region"), numeric_attributes=("acquisition_cost",)
+        ),
     }
 
 
