@@ -560,7 +560,7 @@ def test_a_row_count_that_does_not_reconcile_stops_the_stage(
     monkeypatch.setattr(
         job,
         "_last_commit_rows",
-        lambda tables, name, before: real(tables, name, before) - (name != job.QUARANTINE),
+        lambda tables, name, before: real(tables, name, before) - (name != catalog.QUARANTINE),
     )
     cfg = transactions_only(tmp_path, tiny.root / "raw", "parquet")
     with pytest.raises(job.ReconciliationError, match=r"bronze.transactions: rows read \d+ != inserted \d+"):
