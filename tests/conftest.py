@@ -59,11 +59,15 @@ class Tiny:
 def tiny_world(spark: SparkSession) -> GeneratedWorld:
     """The tiny preset's world (the test config and its seed), drawn once for the suite:
     every frame checkpointed (the same rows, partitions and schema as drawn), so the stage
-    tests and the written files share one draw instead of drawing it again each."""
+    tests and the written files share one draw instead of drawing it again each.
+
+    Checkpointed locally (on the executors' block managers), not into the session's
+    checkpoint folder: a stage run in this session points that folder at its run's, and
+    the privacy tests scan run A's folder for the names this world shares with it."""
     cfg = load_config(TEST_CONF)
     drawn = generate_world(spark, cfg.generate, seed=cfg.run.seed)
     frames = {
-        f.name: getattr(drawn, f.name).checkpoint()
+        f.name: getattr(drawn, f.name).localCheckpoint()
         for f in fields(drawn)
         if isinstance(getattr(drawn, f.name), DataFrame)
     }
