@@ -7,8 +7,10 @@ digests of their JSON, hashed again) and compare two such files.
 
 A refactor that keeps behaviour gives the same digest for every bronze, silver and gold
 table, every column included (no data table holds the wall clock; ``ingest.as_of`` is
-fixed, and the files are read from one folder, ``--workdir``, whose path enters the
-``_ingest_file`` ids of bronze). ``meta`` tables (run bookkeeping: when each stage ran) are not compared.
+fixed, and the files are read from one folder, ``--workdir``). Two known differences
+between runs of the same code (docs/architecture.md): bronze's ``_ingest_file`` (a hash of
+the file's path; Spark names files with a random id) and the last bits of sums of doubles
+read in another file order. ``meta`` tables (run bookkeeping: when each stage ran) are not compared.
 
     python bench/same_tables.py digest --warehouse DIR --out F   (an existing warehouse)
 """
