@@ -19,12 +19,14 @@ from itertools import pairwise
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from custseg.events import as_date
+from custseg.columns import require_columns
+from custseg.contract import SOURCE_KEY
+from custseg.events import IDENTITY_MAP_COLUMNS, as_date
 from custseg.insights.kpis import REC, record_customers, record_key
 
-KEY = ("source_system", "source_id")
+KEY = SOURCE_KEY
 TOUCHES_REQUIRED = ("source_system", "source_id", "ts", "channel", "cost", "funnel_stage")
-IDENTITY_MAP_REQUIRED = ("source_system", "source_id", "customer_id")
+IDENTITY_MAP_REQUIRED = IDENTITY_MAP_COLUMNS
 CUSTOMERS_REQUIRED = (
     "customer_id",
     "segment_name",
@@ -44,12 +46,6 @@ UNKNOWN_CHANNEL = "(unknown)"
 NO_CUSTOMER = (ANONYMOUS, UNMAPPED)
 
 _STAGE_NAME = re.compile(r"[a-z][a-z0-9_]*")
-
-
-def _require(df: DataFrame, columns: Sequence[str], table: str) -> None:
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ValueError(f"{table}: missing column(s) {missing}; it has {df.columns}")
 
 
 def _check_stages(stages: Sequence[str]) -> tuple[str, ...]:
@@ -207,9 +203,9 @@ def channel_economics(
     dropoffs and cost_per_<last stage> are null (touches_<stage> still counts their
     touches). A channel only ever seen as an acquisition channel has rows with touches 0.
     """
-    _require(touches, TOUCHES_REQUIRED, "touches")
-    _require(identity_map, IDENTITY_MAP_REQUIRED, "identity_map")
-    _require(customers, CUSTOMERS_REQUIRED, "customers")
+    require_columns(touches, TOUCHES_REQUIRED, "touches")
+    require_columns(identity_map, IDENTITY_MAP_REQUIRED, "identity_map")
+    require_columns(customers, CUSTOMERS_REQUIRED, "customers")
     names = _check_stages(stages)
     end_day = None if end is None else as_date(end, "end")
 

@@ -35,17 +35,18 @@ from statsmodels.tools.sm_exceptions import ConvergenceWarning
 from statsmodels.tsa.exponential_smoothing.ets import ETSModel
 
 from custseg.columns import require_columns
-from custseg.events import as_date, is_order
+from custseg.contract import SOURCE_KEY
+from custseg.events import IDENTITY_MAP_COLUMNS, as_date, is_order
 from custseg.insights.ranks import SIGNIFICANT_DIGITS
 
 logger = logging.getLogger(__name__)
 
-KEY = ("source_system", "source_id")
+KEY = SOURCE_KEY
 TRANSACTIONS_REQUIRED = (*KEY, "ts", "amount", "cost")
 SUPPORT_REQUIRED = (*KEY, "ts", "cost")
 TOUCHES_REQUIRED = (*KEY, "ts", "cost")
 USAGE_REQUIRED = (*KEY, "date")
-IDENTITY_MAP_REQUIRED = (*KEY, "customer_id")
+IDENTITY_MAP_REQUIRED = IDENTITY_MAP_COLUMNS
 FIRST_SEEN_REQUIRED = ("customer_id", "first_date")
 
 MONEY_KPIS = ("revenue", "gross_margin", "marketing_cost", "support_cost")
